@@ -1,0 +1,218 @@
+"""`controlplane`: thin command groups that call into the domains.
+
+Configuration errors end the command with the message and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+
+from .health.config import ChecksConfigError
+from .settings import Settings, SettingsError
+
+CONFIG_ERRORS = (SettingsError, ChecksConfigError)
+
+
+class ConfigErrorExit(click.ClickException):
+    """A configuration problem: the message, and exit status 2."""
+
+    exit_code = 2
+
+
+def build_app(**kwargs):
+    from . import create_app
+
+    try:
+        return create_app(**kwargs)
+    except CONFIG_ERRORS as exc:
+        raise ConfigErrorExit(f"configuration error: {exc}") from None
+
+
+def with_app(func):
+    """Build the app and run the command inside its app context."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        app = build_app()
+        with app.app_context():
+            return func(app, *args, **kwargs)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mailgoat-controlplane", prog_name="controlplane")
+def main():
+    """MailGoat control plane: API gateway, health, alerting, backups and status page."""
+
+
+# ---------------------------------------------------------------- processes
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+def run(host, port):
+    """Web and worker in one process: SQLite, local backups, no servers needed."""
+    from .devserver import serve
+
+    serve(build_app(), host, port)
+
+
+@main.command()
+def worker():
+    """The scheduler process: health refresh, retention and every background job."""
+    from .jobs import Worker
+
+    Worker(build_app()).run_until_signalled()
+
+
+# ---------------------------------------------------------------- database
+
+
+@main.group()
+def db():
+    """Schema migrations (Alembic via Flask-Migrate)."""
+
+
+@db.command()
+@click.option("--revision", default="head", show_default=True)
+@with_app
+def upgrade(app, revision):
+    """Apply migrations up to REVISION."""
+    from .schema import upgrade_database
+
+    upgrade_database(revision)
+    click.echo(f"database at {current_heads_text()}")
+
+
+@db.command()
+@click.option("--revision", default="-1", show_default=True)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_app
+def downgrade(app, revision, yes):
+    """Revert migrations down to REVISION (default: one step)."""
+    import flask_migrate
+
+    if not yes:
+        click.confirm(f"Downgrade the database to {revision}? Data in dropped tables is lost", abort=True)
+    flask_migrate.downgrade(revision=revision)
+    click.echo(f"database at {current_heads_text()}")
+
+
+@db.command()
+@with_app
+def current(app):
+    """Print the database's revision."""
+    click.echo(current_heads_text())
+
+
+@db.command()
+@with_app
+def check(app):
+    """Fail when the models and the migrations disagree, or the database is not at head."""
+    from .schema import schema_problems
+
+    problems = schema_problems()
+    if problems:
+        for problem in problems:
+            click.echo(f"- {problem}", err=True)
+        raise click.ClickException("schema check failed")
+    click.echo("models, migrations and database agree")
+
+
+@db.command()
+@click.option("-m", "--message", required=True, help="What the migration does.")
+@with_app
+def revision(app, message):
+    """Generate a migration from the difference between the models and the database."""
+    import flask_migrate
+
+    flask_migrate.migrate(message=message)
+
+
+def current_heads_text() -> str:
+    from .schema import database_revision
+
+    return database_revision() or "(empty: no migrations applied)"
+
+
+# ---------------------------------------------------------------- checks
+
+
+@main.group()
+def checks():
+    """Health checks declared in checks/checks.yaml."""
+
+
+@checks.command("validate")
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+def checks_validate(path):
+    """Validate a checks file (default: the configured one)."""
+    from pathlib import Path
+
+    from .health.config import load_checks
+    from .settings import PROJECT_ROOT
+
+    target = Path(path) if path else PROJECT_ROOT / "checks" / "checks.yaml"
+    try:
+        config = load_checks(target)
+    except ChecksConfigError as exc:
+        raise ConfigErrorExit(str(exc)) from None
+    click.echo(f"{target}: {len(config.checks)} checks, {len(config.components)} components: valid")
+
+
+@checks.command("run")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@with_app
+def checks_run(app, as_json):
+    """Run every check once, now, and print the results (also stored)."""
+    from .timeutil import isoformat
+
+    health = app.extensions["controlplane.health"]
+    runner = health.make_runner(app, f"{app.extensions['controlplane.settings'].instance_id}:cli")
+    try:
+        outcomes = runner.run(force=True)
+    finally:
+        runner.shutdown()
+    if as_json:
+        click.echo(json.dumps([{**o.__dict__, "checked_at": isoformat(o.checked_at)} for o in outcomes], indent=2))
+    else:
+        for o in outcomes:
+            value = "" if o.observed_value is None else f"{o.observed_value:g} {o.observed_unit or ''}"
+            click.echo(f"{o.name:<12} {o.status:<12} {value:<14} {o.duration_ms:>8.1f} ms  {o.message}")
+    hard_failed = [o for o in outcomes if o.status == "unhealthy"
+                   and next(s for s in health.specs if s.name == o.name).hard]
+    sys.exit(1 if hard_failed else 0)
+
+
+# ---------------------------------------------------------------- deploy
+
+
+@main.command()
+@click.option("--url", required=True, help="Base URL of the deployed service, e.g. https://api.mailgoat.ai")
+@click.option("--api-key", envvar="MAILGOAT_API_KEY", help="Also make an authenticated API round trip.")
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds per request.")
+def smoke(url, api_key, timeout):
+    """Post-deploy smoke test: health, readiness, metrics, and an API round trip with a key."""
+    from .smoke import run_smoke
+
+    ok = run_smoke(url, api_key, timeout, echo=click.echo)
+    sys.exit(0 if ok else 1)
+
+
+@main.command("config")
+def show_config():
+    """Print the effective settings (secrets shown only as set/unset)."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        raise ConfigErrorExit(f"configuration error: {exc}") from None
+    click.echo(json.dumps(settings.describe(), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""The worker: APScheduler wiring, the job list, leader election and heartbeats.
+
+Every job is declared once in `job_list()`. Leader-only jobs run only while this process holds
+the advisory lock (see leader.py); the others run on every worker. Each run of a recorded job
+leaves a `job_runs` row that metrics, alerts and the status page read.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from ..extensions import db
+from ..timeutil import utcnow
+from .leader import LeaderElection
+from .records import forget_worker, record_run, write_heartbeat
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    seconds: float
+    run: Callable[["Worker"], None]
+    leader_only: bool
+    recorded: bool = True
+    description: str = ""
+
+
+def _heartbeat(worker: "Worker") -> None:
+    leading = worker.leader.poll()
+    write_heartbeat(worker.instance, worker.started_at, leading)
+
+
+def _refresh_health(worker: "Worker") -> None:
+    outcomes = worker.check_runner.run()
+    worker.app.extensions["controlplane.health"].cache.put(outcomes)
+
+
+def _retention(worker: "Worker") -> None:
+    from ..health.runner import prune_check_results
+    from ..telemetry.request_stats import prune_request_stats
+    from .records import prune_job_runs
+
+    settings = worker.settings
+    deleted = {
+        "request_stats": prune_request_stats(settings.request_stats_retention_days),
+        "check_results": prune_check_results(settings.check_results_retention_days),
+        "job_runs": prune_job_runs(settings.job_runs_retention_days),
+    }
+    log.info("retention pruned rows", extra={"deleted": deleted})
+
+
+def job_list(settings, health_tick_seconds: float) -> list[Job]:
+    return [
+        Job("heartbeat", settings.leader_poll_seconds, _heartbeat, leader_only=False, recorded=False,
+            description="write this worker's heartbeat and try for the leader lock"),
+        Job("health-refresh", health_tick_seconds, _refresh_health, leader_only=True,
+            description="run the due health checks and store their results"),
+        Job("retention", 3600, _retention, leader_only=True,
+            description="delete request_stats, check_results and job_runs past their retention"),
+    ]
+
+
+RECORDED_JOB_IDS = ("health-refresh", "retention")
+
+
+class Worker:
+    def __init__(self, app):
+        self.app = app
+        self.settings = app.extensions["controlplane.settings"]
+        self.instance = f"{self.settings.instance_id}:{os.getpid()}"
+        self.started_at = utcnow()
+        self.leader = LeaderElection(self.settings.database_url, self.settings.db_connect_timeout)
+        health = app.extensions["controlplane.health"]
+        self.check_runner = health.make_runner(app, self.instance)
+        self.jobs = job_list(self.settings, health.tick_seconds)
+        self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        with self.app.app_context():
+            _heartbeat(self)  # lead (or not) before the first leader-only job is due
+        for job in self.jobs:
+            self.scheduler.add_job(
+                self._run, "interval", seconds=job.seconds, args=[job], id=job.id, name=job.description,
+                replace_existing=True, next_run_time=utcnow(),
+                misfire_grace_time=max(1, int(job.seconds)),
+            )
+        self.scheduler.start()
+        log.info("worker started", extra={"instance": self.instance, "leader": self.leader.is_leader})
+
+    def _run(self, job: Job) -> None:
+        if job.leader_only and not self.leader.is_leader:
+            return
+        with self.app.app_context():
+            try:
+                if job.recorded:
+                    record_run(job.id, self.instance, lambda: job.run(self))
+                else:
+                    job.run(self)
+            except Exception:
+                log.exception("job %s could not run", job.id)
+            finally:
+                db.session.remove()
+
+    def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.scheduler.shutdown(wait=True)
+        self.check_runner.shutdown()
+        self.leader.release()
+        try:
+            with self.app.app_context():
+                forget_worker(self.instance)
+        except Exception as exc:
+            log.warning("could not remove this worker's heartbeat: %s", exc)
+        log.info("worker stopped", extra={"instance": self.instance})
+
+    def run_until_signalled(self) -> None:
+        """`controlplane worker`: run until SIGTERM or SIGINT, then finish running jobs and exit."""
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        self.start()
+        stop.wait()
+        log.info("worker received a stop signal; finishing running jobs")
+        self.stop()

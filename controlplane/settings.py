@@ -1,0 +1,293 @@
+"""Typed configuration read once from the environment.
+
+Every reader raises `SettingsError` naming the variable when a value is malformed, so a bad
+deploy fails at start-up with a message an on-call engineer can act on, not at the first
+request that touches the value. Defaults are safe for development; the few that would be unsafe
+in production (generated secrets) are refused there.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Mapping
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENVIRONMENTS = ("development", "staging", "production")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The plan: development DEBUG, staging INFO, production WARNING; errors always.
+DEFAULT_LOG_LEVEL = {"development": "DEBUG", "staging": "INFO", "production": "WARNING"}
+MIN_SECRET_LENGTH = 32
+KNOWN_WEAK_SECRETS = {"secret", "changeme", "change-me", "password", "jwt_secret", "development"}
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+class Env:
+    """Typed readers over one environment mapping (os.environ, or a test's overrides)."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
+
+    def raw(self, name: str) -> str | None:
+        value = self.environ.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def str(self, name: str, default: str | None = None) -> str | None:
+        value = self.raw(name)
+        return default if value is None else value
+
+    def int(self, name: str, default: int, *, minimum: int | None = None) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise SettingsError(f"{name} must be a whole number, got {value!r}") from None
+        if minimum is not None and number < minimum:
+            raise SettingsError(f"{name} must be at least {minimum}, got {number}")
+        return number
+
+    def float(self, name: str, default: float, *, minimum: float | None = None) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, got {value!r}") from None
+        if minimum is not None and number < minimum:
+            raise SettingsError(f"{name} must be at least {minimum}, got {number}")
+        return number
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        lowered = value.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name} must be true or false, got {value!r}")
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value.lower() not in choices:
+            raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        return value.lower()
+
+    def secret(self, name: str) -> str | None:
+        """`NAME`, or the contents of the file named by `NAME_FILE` (Docker/Fly secrets)."""
+        file_name = self.raw(f"{name}_FILE")
+        if file_name is not None:
+            try:
+                return Path(file_name).read_text().strip() or None
+            except OSError as exc:
+                raise SettingsError(f"{name}_FILE: cannot read {file_name}: {exc.strerror}") from None
+        return self.raw(name)
+
+
+def normalise_database_url(url: str) -> str:
+    """Fly and Heroku hand out `postgres://`, which SQLAlchemy 2 no longer accepts."""
+    if url.startswith("postgres://"):
+        return "postgresql://" + url[len("postgres://"):]
+    if not url.startswith(("postgresql://", "postgresql+psycopg2://", "sqlite://")):
+        raise SettingsError(
+            f"DATABASE_URL must start with postgresql:// or sqlite://, got {url.split(':', 1)[0]}://"
+        )
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    database_url: str
+    data_dir: Path
+    backup_dir: Path
+    checks_file: Path
+    migrations_dir: Path
+    log_level: str
+    instance_id: str
+
+    jwt_secret: str
+    jwt_secret_previous: str | None
+    api_key_salt: str
+    api_key_salt_previous: str | None
+
+    postal_api_url: str | None
+    postal_api_key: str | None
+    postal_timeout: float
+    smtp_host: str | None
+    redis_url: str | None
+    sentry_dsn: str | None
+    otel_endpoint: str | None
+    otel_service_name: str
+
+    max_request_bytes: int
+    db_pool_size: int
+    db_max_overflow: int
+    db_pool_timeout: float
+    db_pool_recycle: int
+    db_connect_timeout: int
+    db_statement_timeout_ms: int
+
+    health_cache_seconds: float
+    check_results_retention_days: int
+    request_stats_flush_seconds: float
+    request_stats_retention_days: int
+    job_runs_retention_days: int
+    worker_stale_seconds: float
+    leader_poll_seconds: float
+    drain_seconds: float
+
+    # Which secrets were generated because none was configured (development only).
+    generated_secrets: tuple[str, ...] = field(default=())
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def describe(self) -> dict:
+        """Settings safe to print: secrets are shown only as set / unset."""
+        hidden = {"jwt_secret", "jwt_secret_previous", "api_key_salt", "api_key_salt_previous",
+                  "postal_api_key", "sentry_dsn"}
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in hidden:
+                value = "set" if value else "unset"
+            elif f.name == "database_url":
+                value = redact_url(value)
+            out[f.name] = str(value) if isinstance(value, Path) else value
+        return out
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = Env(os.environ if environ is None else environ)
+        app_env = _read_app_env(env)
+        data_dir = Path(env.str("DATA_DIR", str(PROJECT_ROOT / "var"))).expanduser().resolve()
+        database_url = normalise_database_url(
+            env.str("DATABASE_URL", f"sqlite:///{data_dir / 'controlplane.db'}")
+        )
+        generated: list[str] = []
+        jwt_secret = _required_secret(env, "JWT_SECRET", app_env, data_dir, generated)
+        api_key_salt = _required_secret(env, "API_KEY_SALT", app_env, data_dir, generated)
+        default_level = DEFAULT_LOG_LEVEL[app_env]
+        log_level = env.str("LOG_LEVEL", default_level).upper()
+        if log_level not in LOG_LEVELS:
+            raise SettingsError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+        return cls(
+            env=app_env,
+            database_url=database_url,
+            data_dir=data_dir,
+            backup_dir=Path(env.str("BACKUP_DIR", str(data_dir / "backups"))).expanduser().resolve(),
+            checks_file=Path(env.str("CHECKS_FILE", str(PROJECT_ROOT / "checks" / "checks.yaml"))),
+            migrations_dir=Path(env.str("MIGRATIONS_DIR", str(PROJECT_ROOT / "migrations"))),
+            log_level=log_level,
+            instance_id=env.str("INSTANCE_ID") or env.str("FLY_MACHINE_ID") or _default_instance_id(),
+            jwt_secret=jwt_secret,
+            jwt_secret_previous=env.secret("JWT_SECRET_PREVIOUS"),
+            api_key_salt=api_key_salt,
+            api_key_salt_previous=env.secret("API_KEY_SALT_PREVIOUS"),
+            postal_api_url=_optional_url(env, "POSTAL_API_URL"),
+            postal_api_key=env.secret("POSTAL_API_KEY"),
+            postal_timeout=env.float("POSTAL_TIMEOUT_SECONDS", 10.0, minimum=0.1),
+            smtp_host=env.str("SMTP_HOST"),
+            redis_url=env.str("REDIS_URL"),
+            sentry_dsn=env.secret("SENTRY_DSN"),
+            otel_endpoint=env.str("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            otel_service_name=env.str("OTEL_SERVICE_NAME", "mailgoat-controlplane"),
+            max_request_bytes=env.int("MAX_REQUEST_BYTES", 40 * 1024 * 1024, minimum=1024),
+            db_pool_size=env.int("DB_POOL_SIZE", 5, minimum=1),
+            db_max_overflow=env.int("DB_MAX_OVERFLOW", 10, minimum=0),
+            db_pool_timeout=env.float("DB_POOL_TIMEOUT_SECONDS", 10.0, minimum=0.1),
+            db_pool_recycle=env.int("DB_POOL_RECYCLE_SECONDS", 1800, minimum=-1),
+            db_connect_timeout=env.int("DB_CONNECT_TIMEOUT_SECONDS", 5, minimum=1),
+            db_statement_timeout_ms=env.int("DB_STATEMENT_TIMEOUT_MS", 30000, minimum=0),
+            health_cache_seconds=env.float("HEALTH_CACHE_SECONDS", 2.0, minimum=0),
+            check_results_retention_days=env.int("CHECK_RESULTS_RETENTION_DAYS", 14, minimum=1),
+            request_stats_flush_seconds=env.float("REQUEST_STATS_FLUSH_SECONDS", 5.0, minimum=0.1),
+            request_stats_retention_days=env.int("REQUEST_STATS_RETENTION_DAYS", 7, minimum=1),
+            job_runs_retention_days=env.int("JOB_RUNS_RETENTION_DAYS", 14, minimum=1),
+            worker_stale_seconds=env.float("WORKER_STALE_SECONDS", 60.0, minimum=1),
+            leader_poll_seconds=env.float("LEADER_POLL_SECONDS", 5.0, minimum=0.1),
+            drain_seconds=env.float("DRAIN_SECONDS", 5.0, minimum=0),
+            generated_secrets=tuple(generated),
+        )
+
+
+def _read_app_env(env: Env) -> str:
+    name = "APP_ENV" if env.raw("APP_ENV") is not None else "NODE_ENV"
+    return env.choice(name, ENVIRONMENTS, "development")
+
+
+def _required_secret(env: Env, name: str, app_env: str, data_dir: Path, generated: list[str]) -> str:
+    value = env.secret(name)
+    if value is not None:
+        weak = len(value) < MIN_SECRET_LENGTH or value.lower() in KNOWN_WEAK_SECRETS
+        if weak and app_env != "development":
+            raise SettingsError(
+                f"{name} is too weak for {app_env}: use at least {MIN_SECRET_LENGTH} random "
+                f"characters (for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        return value
+    if app_env != "development":
+        raise SettingsError(f"{name} must be set in {app_env} (or {name}_FILE naming a file holding it)")
+    generated.append(name)
+    return _development_secret(name, data_dir)
+
+
+def _development_secret(name: str, data_dir: Path) -> str:
+    """A generated secret kept in the data directory, so API keys and sessions survive restarts."""
+    path = data_dir / ".dev-secrets.json"
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        stored = {}
+    if name not in stored:
+        stored[name] = secrets.token_urlsafe(48)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(stored))
+            path.chmod(0o600)
+        except OSError as exc:
+            log.warning("could not persist generated %s in %s: %s", name, path, exc)
+    return stored[name]
+
+
+def _optional_url(env: Env, name: str) -> str | None:
+    value = env.str(name)
+    if value is None:
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise SettingsError(f"{name} must be an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def redact_url(url: str) -> str:
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
+def _default_instance_id() -> str:
+    return socket.gethostname()
