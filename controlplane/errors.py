@@ -5,15 +5,12 @@ sent to Sentry by its Flask integration) and answered with a request id to quote
 """
 from __future__ import annotations
 
-import logging
 import re
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 from .telemetry.logging import request_id_var
-
-log = logging.getLogger(__name__)
 
 
 def error_code_for(exc: HTTPException) -> str:
@@ -59,8 +56,6 @@ def register_error_handlers(app: Flask, max_request_bytes: int) -> None:
 
     @app.errorhandler(InternalServerError)
     def internal_error(exc: InternalServerError):
-        original = getattr(exc, "original_exception", None)
-        if original is not None:
-            log.error("unhandled exception", exc_info=original)
+        # Flask has already logged the exception with its traceback (and Sentry captured it).
         return error_response(500, "InternalServerError",
                               "Something went wrong on our side; quote the request id when reporting it.")

@@ -91,7 +91,9 @@ class HealthCache:
             self._loaded_at = time.monotonic()
 
     def get(self) -> HealthSnapshot:
-        if time.monotonic() - self._loaded_at >= self.ttl:
+        if self.ttl <= 0:
+            self.refresh()  # caching disabled: every request reads the stored results
+        elif time.monotonic() - self._loaded_at >= self.ttl:
             thread = self._start_refresh()
             if thread is not None and self._loaded_at == float("-inf"):
                 thread.join(FIRST_READ_WAIT_SECONDS)

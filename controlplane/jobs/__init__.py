@@ -34,8 +34,11 @@ class Job:
 
 
 def _heartbeat(worker: "Worker") -> None:
+    was_leading = worker.leader.is_leader
     leading = worker.leader.poll()
     write_heartbeat(worker.instance, worker.started_at, leading)
+    if leading and not was_leading:
+        worker.run_leader_jobs_now()
 
 
 def _refresh_health(worker: "Worker") -> None:
@@ -95,6 +98,14 @@ class Worker:
             )
         self.scheduler.start()
         log.info("worker started", extra={"instance": self.instance, "leader": self.leader.is_leader})
+
+    def run_leader_jobs_now(self) -> None:
+        """On taking over, catch up at once instead of waiting out each job's interval."""
+        if not self.scheduler.running:
+            return  # start() schedules every job to run immediately anyway
+        for job in self.jobs:
+            if job.leader_only:
+                self.scheduler.modify_job(job.id, next_run_time=utcnow())
 
     def _run(self, job: Job) -> None:
         if job.leader_only and not self.leader.is_leader:

@@ -86,7 +86,9 @@ class RequestStatsRecorder:
             log.warning("request_stats: last flush at exit failed: %s", exc)
 
     def stop(self) -> None:
+        """Stop the flusher thread and forget the exit flush (tests build many apps)."""
         self._stop.set()
+        atexit.unregister(self._flush_at_exit)
 
     def flush(self) -> int:
         """Write what was recorded since the last flush; returns the number of rows written."""

@@ -66,7 +66,6 @@ def init_sentry(settings, transport=None) -> bool:
         dsn=settings.sentry_dsn,
         environment=settings.env,
         release=f"mailgoat-controlplane@{VERSION}",
-        send_default_pii=False,
         # traces_sample_rate stays unset: OpenTelemetry owns tracing.
         integrations=[FlaskIntegration()],
         before_send=_before_send,

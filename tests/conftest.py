@@ -1,0 +1,155 @@
+"""Shared fixtures.
+
+The database under test is SQLite by default and PostgreSQL when CONTROLPLANE_TEST_DATABASE_URL
+points at a server (CI runs the suite both ways). PostgreSQL-only tests use `postgres_url`; they
+skip without a server unless CONTROLPLANE_REQUIRE_POSTGRES=1, which CI sets.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from controlplane import create_app
+from controlplane.extensions import db
+from controlplane.schema import upgrade_database
+
+REQUIRE_POSTGRES = os.environ.get("CONTROLPLANE_REQUIRE_POSTGRES") == "1"
+SUITE_DATABASE_URL = os.environ.get("CONTROLPLANE_TEST_DATABASE_URL", "")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "CONTROLPLANE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def free_port() -> int:
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+def _postgres_available() -> str | None:
+    """None when the server answers, else why not."""
+    try:
+        engine = create_engine(POSTGRES_ADMIN_URL, poolclass=NullPool, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+class PostgresDatabases:
+    """Creates throwaway databases on the test server and drops them at the end of the session."""
+
+    def __init__(self, admin_url: str):
+        self.admin = create_engine(admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        self.created: list[str] = []
+
+    def create(self) -> str:
+        name = f"cp_test_{uuid.uuid4().hex[:12]}"
+        with self.admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        self.created.append(name)
+        return make_url(str(self.admin.url)).set(database=name).render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        with self.admin.connect() as conn:
+            for name in self.created:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self.admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_databases():
+    problem = _postgres_available()
+    if problem is not None:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"PostgreSQL is required (CONTROLPLANE_REQUIRE_POSTGRES=1) but unreachable: {problem}")
+        pytest.skip(f"PostgreSQL unreachable: {problem}")
+    databases = PostgresDatabases(POSTGRES_ADMIN_URL)
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture
+def postgres_url(postgres_databases) -> str:
+    """A fresh, empty PostgreSQL database for this test."""
+    return postgres_databases.create()
+
+
+# ---------------------------------------------------------------- the app
+
+
+@pytest.fixture
+def database_url(tmp_path, request) -> str:
+    """The suite's database for this test: fresh SQLite, or fresh PostgreSQL in the PostgreSQL run."""
+    if SUITE_DATABASE_URL.startswith("postgres"):
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite:///{tmp_path / 'controlplane.db'}"
+
+
+@pytest.fixture
+def base_env(tmp_path, database_url) -> dict[str, str]:
+    """Environment for an app under test: development, no outside services configured."""
+    return {
+        "APP_ENV": "development",
+        "DATA_DIR": str(tmp_path / "data"),
+        "DATABASE_URL": database_url,
+        "POSTAL_API_URL": "",
+        "POSTAL_API_KEY": "",
+        "REDIS_URL": "",
+        "SENTRY_DSN": "",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "",
+        "LOG_LEVEL": "INFO",
+        "HEALTH_CACHE_SECONDS": "0",
+        "INSTANCE_ID": "test-instance",
+    }
+
+
+@pytest.fixture
+def make_app(base_env):
+    """Build a migrated app; keyword arguments are environment overrides."""
+    apps = []
+
+    def factory(migrate: bool = True, span_exporter=None, sentry_transport=None, **overrides):
+        app = create_app({**base_env, **overrides}, span_exporter=span_exporter, sentry_transport=sentry_transport)
+        if migrate:
+            with app.app_context():
+                upgrade_database()
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        app.extensions["controlplane.request_stats"].stop()
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

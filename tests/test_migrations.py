@@ -1,0 +1,56 @@
+"""The models and the migrations describe the same schema, on SQLite and on PostgreSQL."""
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import inspect
+
+from controlplane.cli import main
+from controlplane.extensions import db
+from controlplane.schema import database_revision, schema_problems
+
+TABLES = {"check_results", "request_stats", "worker_heartbeats", "job_runs"}
+
+
+def test_models_match_migrations(app):
+    with app.app_context():
+        assert schema_problems() == []
+        assert TABLES <= set(inspect(db.engine).get_table_names())
+
+
+@pytest.mark.postgres
+def test_models_match_migrations_on_postgres(make_app, postgres_url):
+    app = make_app(DATABASE_URL=postgres_url)
+    with app.app_context():
+        assert schema_problems() == []
+
+
+def test_downgrade_to_base_and_up_again(app):
+    import flask_migrate
+
+    with app.app_context():
+        flask_migrate.downgrade(revision="base")
+        assert not TABLES & set(inspect(db.engine).get_table_names())
+        assert database_revision() is None
+        flask_migrate.upgrade()
+        assert schema_problems() == []
+
+
+def test_check_reports_an_unmigrated_database(make_app):
+    app = make_app(migrate=False)
+    with app.app_context():
+        problems = schema_problems()
+    assert problems[0].startswith("database at nothing, migrations end at 0001_foundation")
+
+
+def test_db_cli_upgrade_current_check(base_env):
+    runner = CliRunner()
+    env = dict(base_env)
+    result = runner.invoke(main, ["db", "check"], env=env)
+    assert result.exit_code == 1 and "schema check failed" in result.output
+    result = runner.invoke(main, ["db", "upgrade"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "database at 0001_foundation" in result.output
+    assert runner.invoke(main, ["db", "current"], env=env).output.strip().endswith("0001_foundation")
+    result = runner.invoke(main, ["db", "check"], env=env)
+    assert result.exit_code == 0 and "agree" in result.output
+    result = runner.invoke(main, ["db", "downgrade", "--yes", "--revision", "base"], env=env)
+    assert result.exit_code == 0 and "(empty: no migrations applied)" in result.output
