@@ -37,13 +37,20 @@ def on_starting(server):
     os.makedirs(_metrics_dir, exist_ok=True)
 
 
+def _extension(worker, name):
+    # Benchmarks serve other apps with this same config, so every hook tolerates their absence.
+    return getattr(getattr(worker, "wsgi", None), "extensions", {}).get(name)
+
+
 def post_worker_init(worker):
     # /ready turns 503 as soon as this worker is told to stop, before it finishes in-flight requests.
-    worker.wsgi.extensions["controlplane.health"].lifecycle.chain_sigterm()
+    health = _extension(worker, "controlplane.health")
+    if health:
+        health.lifecycle.chain_sigterm()
 
 
 def worker_exit(server, worker):
-    stats = getattr(worker, "wsgi", None) and worker.wsgi.extensions.get("controlplane.request_stats")
+    stats = _extension(worker, "controlplane.request_stats")
     if stats:
         try:
             stats.flush()

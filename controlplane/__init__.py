@@ -24,8 +24,10 @@ from .telemetry.logging import configure_logging
 log = logging.getLogger(__name__)
 
 
-def create_app(overrides: Mapping[str, str] | None = None, *, span_exporter=None, sentry_transport=None) -> Flask:
-    """Build the app. `overrides` are environment variables layered over os.environ (for tests)."""
+def create_app(overrides: Mapping[str, str] | None = None, *, span_exporter=None, span_processor=None,
+               sentry_transport=None) -> Flask:
+    """Build the app. `overrides` are environment variables layered over os.environ; the keyword
+    arguments let tests and benchmarks receive spans and Sentry events without a network."""
     settings = Settings.from_env({**os.environ, **(overrides or {})})
     configure_logging(settings.log_level)
     for name in settings.generated_secrets:
@@ -51,7 +53,8 @@ def create_app(overrides: Mapping[str, str] | None = None, *, span_exporter=None
     if settings.is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
 
-    init_telemetry(app, settings, engine, span_exporter=span_exporter, sentry_transport=sentry_transport)
+    init_telemetry(app, settings, engine, span_exporter=span_exporter, span_processor=span_processor,
+                   sentry_transport=sentry_transport)
     register_error_handlers(app, settings.max_request_bytes)
     init_health(app, settings, checks, Lifecycle())
     _import_models()

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 def serve(app, host: str, port: int) -> None:
     settings = app.extensions["controlplane.settings"]
     health = app.extensions["controlplane.health"]
+    settings.backup_dir.mkdir(parents=True, exist_ok=True)
     with app.app_context():
         upgrade_database()
     server = make_server(host, port, app, threaded=True)

@@ -56,7 +56,9 @@ def test_errors_reach_sentry_scrubbed_with_environment_and_release(make_app, tra
     assert len(events) == 1
     event = events[0]
     assert event["environment"] == "development"
-    assert event["release"].startswith("mailgoat-controlplane@")
+    from controlplane.version import VERSION
+
+    assert event["release"] == VERSION
     dumped = str(event)
     for name, secret in secrets.items():
         assert secret not in dumped, name

@@ -79,3 +79,43 @@ def test_request_id_is_echoed_or_generated(client):
     assert len(generated) == 32
     hostile = client.get("/live", headers={"X-Request-Id": "bad id with spaces"}).headers["X-Request-Id"]
     assert hostile != "bad id with spaces" and len(hostile) == 32
+
+
+def test_a_5xx_marks_the_server_span_as_an_error(traced_app, exporter):
+    @traced_app.get("/fail")
+    def fail():
+        raise RuntimeError("boom")
+
+    exporter.clear()
+    assert traced_app.test_client().get("/fail").status_code == 500
+    server = next(s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER)
+    assert server.status.status_code.name == "ERROR"
+    assert server.attributes["http.response.status_code"] == 500
+    assert server.resource.attributes["service.name"] == "mailgoat-controlplane"
+
+
+def test_an_unsampled_parent_is_respected(traced_app, exporter):
+    exporter.clear()
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+    assert traced_app.test_client().get("/work/x", headers={"traceparent": parent}).status_code == 200
+    assert not [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
+
+
+def test_request_span_records_exceptions_as_events(traced_app):
+    from controlplane.telemetry.server_span import ServerSpans
+
+    captured = []
+
+    class Capture:
+        def on_end(self, span):
+            captured.append(span)
+
+    provider = traced_app.extensions["controlplane.tracer_provider"]
+    span = ServerSpans(provider, [Capture()]).start("GET", None, {"http.request.method": "GET"})
+    span.record_exception(ValueError("bad"))
+    span.end()
+    span.end()  # ending twice reports once
+    (finished,) = captured
+    assert finished.events[0].name == "exception"
+    assert finished.events[0].attributes["exception.type"] == "ValueError"
+    assert finished.start_time <= finished.end_time

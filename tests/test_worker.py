@@ -69,8 +69,12 @@ def test_retention_job_prunes_old_rows(make_app):
         db.session.add(JobRun(job_id="retention", instance="x", started_at=old, finished_at=old, outcome="success"))
         db.session.commit()
     worker = Worker(app)
+    assert worker.leader.poll(), "retention is leader-only"
     retention = next(job for job in worker.jobs if job.id == "retention")
-    worker._run(retention)
+    try:
+        worker._run(retention)
+    finally:
+        worker.leader.release()
     assert rows(app, CheckResult, CheckResult.checked_at < utcnow() - timedelta(days=2)) == []
     assert [r.outcome for r in rows(app, JobRun)] == ["success"]  # only the run just recorded
 

@@ -65,7 +65,7 @@ def init_sentry(settings, transport=None) -> bool:
     options = dict(
         dsn=settings.sentry_dsn,
         environment=settings.env,
-        release=f"mailgoat-controlplane@{VERSION}",
+        release=VERSION,
         # traces_sample_rate stays unset: OpenTelemetry owns tracing.
         integrations=[FlaskIntegration()],
         before_send=_before_send,

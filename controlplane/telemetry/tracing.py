@@ -7,10 +7,11 @@ The provider is per app (not global) so tests can build many apps in one process
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 
 from ..version import VERSION
@@ -18,8 +19,17 @@ from ..version import VERSION
 log = logging.getLogger(__name__)
 
 
-def build_tracer_provider(settings, exporter: SpanExporter | None = None) -> TracerProvider | None:
-    if exporter is None and not settings.otel_endpoint:
+@dataclass(frozen=True)
+class Tracing:
+    provider: TracerProvider
+    # The processors added to `provider`, also fed the request spans (see server_span.py).
+    processors: tuple[SpanProcessor, ...]
+
+
+def build_tracing(settings, exporter: SpanExporter | None = None,
+                  processor: SpanProcessor | None = None) -> Tracing | None:
+    """Export to `exporter` synchronously, through `processor`, or to OTLP when configured; else None."""
+    if exporter is None and processor is None and not settings.otel_endpoint:
         return None
     resource = Resource.create({
         "service.name": settings.otel_service_name,
@@ -28,15 +38,16 @@ def build_tracer_provider(settings, exporter: SpanExporter | None = None) -> Tra
         "service.instance.id": settings.instance_id,
     })
     provider = TracerProvider(resource=resource)
-    if exporter is not None:
+    if processor is None and exporter is not None:
         # Tests read spans right after the request, so export synchronously.
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-    else:
+        processor = SimpleSpanProcessor(exporter)
+    elif processor is None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         # The exporter reads OTEL_EXPORTER_OTLP_* (endpoint, headers, timeout) itself.
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    return provider
+        processor = BatchSpanProcessor(OTLPSpanExporter())
+    provider.add_span_processor(processor)
+    return Tracing(provider, (processor,))
 
 
 def instrument_engine(engine, provider: TracerProvider | None) -> None:

@@ -1,6 +1,7 @@
 """Worker: some worker process has written a heartbeat recently, and one of them leads."""
 from sqlalchemy import select
 
+from ...extensions import db
 from ...jobs.models import WorkerHeartbeat
 from ...timeutil import as_utc, utcnow
 from . import CheckFailed, CheckKind, Metric, Observation
@@ -13,8 +14,6 @@ class WorkerCheck(CheckKind):
 
     def run(self, spec, ctx) -> Observation:
         with ctx.app.app_context():
-            from ...extensions import db
-
             beats = db.session.execute(select(WorkerHeartbeat)).scalars().all()
             db.session.remove()
         if not beats:
