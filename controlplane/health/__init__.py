@@ -16,6 +16,8 @@ class HealthState:
     config: ChecksConfig
     cache: HealthCache
     lifecycle: Lifecycle
+    # (snapshot, second, body, status) of the last /health rendering; see views.health.
+    rendered_health: tuple | None = None
 
     @property
     def specs(self):

@@ -1,4 +1,7 @@
 """/health, /ready and /live (CONTRACTS.md §6). All three answer from memory."""
+import json
+import time
+
 from flask import Blueprint, current_app, jsonify
 
 from ..timeutil import isoformat
@@ -15,7 +18,18 @@ def _health():
 @bp.get("/health")
 def health():
     state = _health()
-    view = state.cache.get().current(state.specs)
+    snapshot = state.cache.get()
+    # Rendered at most once a second per snapshot: probes and load balancers poll this hard,
+    # and ages and uptime are reported in whole or tenth seconds anyway.
+    second = int(time.monotonic())
+    rendered = state.rendered_health
+    if rendered is None or rendered[0] is not snapshot or rendered[1] != second:
+        rendered = state.rendered_health = (snapshot, second, *_render_health(state, snapshot))
+    return current_app.response_class(rendered[2], status=rendered[3], mimetype="application/json")
+
+
+def _render_health(state, snapshot) -> tuple[bytes, int]:
+    view = snapshot.current(state.specs)
     status = overall_status(state.specs, view)
     body = {
         "status": status,
@@ -35,7 +49,7 @@ def health():
             for name, result in view.items()
         },
     }
-    return jsonify(body), 503 if status == "unhealthy" else 200
+    return json.dumps(body).encode(), 503 if status == "unhealthy" else 200
 
 
 @bp.get("/ready")
