@@ -19,7 +19,7 @@ class RecentSpansExporter(SpanExporter):
     """An in-memory exporter keeping the newest spans, so a long run does not grow without bound
     (an ever-growing list would make the benchmark measure the garbage collector)."""
 
-    def __init__(self, keep: int = 10_000):
+    def __init__(self, keep: int = 1_000):
         self.spans = deque(maxlen=keep)
         self.exported = 0
 

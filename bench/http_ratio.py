@@ -1,6 +1,6 @@
 """HTTP throughput ratios, baseline and ours measured in the same run with the same gunicorn config.
 
-    .venv/bin/python -m bench.http_ratio [--seconds 4] [--rounds 9] [--connections 16] [--scenario all]
+    .venv/bin/python -m bench.http_ratio [--seconds 4] [--rounds 9] [--connections 64] [--scenario all]
 
 Scenarios (issue 2):
   health:    GET /health of the service, with Postal configured to a server that accepts
@@ -113,7 +113,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=4, help="length of each wrk run")
     parser.add_argument("--rounds", type=int, default=9, help="alternating baseline/ours pairs")
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (same for both sides)")
     parser.add_argument("--scenario", choices=["health", "telemetry", "all"], default="all")
     args = parser.parse_args()
