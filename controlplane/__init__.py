@@ -14,6 +14,7 @@ from sqlalchemy import event
 
 from .errors import register_error_handlers
 from .extensions import db, migrate
+from .gateway import init_gateway
 from .health import init_health
 from .health.config import load_checks
 from .lifecycle import Lifecycle
@@ -57,6 +58,7 @@ def create_app(overrides: Mapping[str, str] | None = None, *, span_exporter=None
                    sentry_transport=sentry_transport)
     register_error_handlers(app, settings.max_request_bytes)
     init_health(app, settings, checks, Lifecycle())
+    init_gateway(app)
     _import_models()
     return app
 
@@ -90,6 +92,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 def _import_models() -> None:
     """Every model module, so metadata (and Alembic autogenerate) sees every table."""
+    from .gateway import models as _gateway  # noqa: F401
     from .health import models as _health  # noqa: F401
     from .jobs import models as _jobs  # noqa: F401
     from .telemetry import models as _telemetry  # noqa: F401

@@ -140,6 +140,97 @@ def current_heads_text() -> str:
     return database_revision() or "(empty: no migrations applied)"
 
 
+# ---------------------------------------------------------------- API keys
+
+
+@main.group()
+def keys():
+    """API keys for the MailGoat API (stored only as HMACs)."""
+
+
+def _key_call(func, *args, **kwargs):
+    from .gateway.keys import KeyError_
+
+    try:
+        return func(*args, **kwargs)
+    except KeyError_ as exc:
+        raise click.ClickException(f"{exc.code}: {exc}") from None
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="Who or what uses the key.")
+@click.option("--scopes", default="send", show_default=True, help="Comma-separated: send, read, admin.")
+@click.option("--from-domain", "from_domains", multiple=True, help="Allowed sender domain (repeatable).")
+@click.option("--default-sender", help="From address used when a send has none.")
+@click.option("--allow-ip", "allowed_ips", multiple=True, help="Allowed client network, CIDR (repeatable).")
+@with_app
+def keys_create(app, name, scopes, from_domains, default_sender, allowed_ips):
+    """Create a key and print it once."""
+    from .gateway.keys import create_key
+
+    new = _key_call(create_key, app.extensions["controlplane.settings"], name=name, scopes=scopes,
+                    allowed_from_domains=list(from_domains), default_sender=default_sender,
+                    allowed_ips=list(allowed_ips), actor="cli")
+    click.echo(f"id {new.row.id}  name {new.row.name}  scopes {new.row.scopes}")
+    click.echo(f"key {new.key}")
+    click.echo("This is the only time the key is shown; store it now.", err=True)
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@with_app
+def keys_list(app, as_json):
+    """List keys (never the keys themselves)."""
+    from sqlalchemy import select
+
+    from .extensions import db as database
+    from .gateway.keys import describe_key
+    from .gateway.models import ApiKey
+
+    rows = [describe_key(r) for r in database.session.execute(select(ApiKey).order_by(ApiKey.id)).scalars()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'id':>4}  {'prefix':<12} {'name':<24} {'scopes':<18} {'last used':<22} state")
+    for r in rows:
+        state = "revoked" if r["revoked_at"] else "active"
+        click.echo(f"{r['id']:>4}  {r['prefix']:<12} {r['name'][:24]:<24} {','.join(r['scopes']):<18} "
+                   f"{(r['last_used_at'] or 'never')[:22]:<22} {state}")
+
+
+@keys.command("revoke")
+@click.argument("key_id", type=int)
+@with_app
+def keys_revoke(app, key_id):
+    """Revoke a key; it stops working on the next request."""
+    from .gateway.keys import revoke_key
+
+    row = _key_call(revoke_key, key_id, actor="cli")
+    click.echo(f"revoked key {row.id} ({row.name})")
+
+
+@keys.command("rotate")
+@click.argument("key_id", type=int)
+@with_app
+def keys_rotate(app, key_id):
+    """Replace a key with a new one with the same settings; the old one is revoked."""
+    from .gateway.keys import rotate_key
+
+    new = _key_call(rotate_key, app.extensions["controlplane.settings"], key_id, actor="cli")
+    click.echo(f"key {key_id} revoked; new key id {new.row.id}")
+    click.echo(f"key {new.key}")
+
+
+@keys.command("salt-status")
+@with_app
+def keys_salt_status(app):
+    """How many active keys are still hashed under a previous API_KEY_SALT."""
+    from .gateway.keys import keys_on_previous_salt
+
+    remaining = keys_on_previous_salt(app.extensions["controlplane.settings"])
+    click.echo(f"{remaining} active key(s) still on a previous salt (re-hashed on their next use)")
+
+
 # ---------------------------------------------------------------- checks
 
 

@@ -153,3 +153,35 @@ def client(app):
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+# ---------------------------------------------------------------- gateway personas
+
+
+@pytest.fixture
+def make_key(app):
+    """Create an API key the way an operator would; returns (row id, key)."""
+    from controlplane.gateway.keys import create_key
+
+    def factory(scopes="send", **options):
+        with app.app_context():
+            new = create_key(app.extensions["controlplane.settings"], name=options.pop("name", f"{scopes} key"),
+                             scopes=scopes, actor="test", **options)
+            return new.row.id, new.key
+
+    return factory
+
+
+@pytest.fixture
+def admin_key(make_key) -> str:
+    return make_key("admin")[1]
+
+
+@pytest.fixture
+def sending_key(make_key) -> str:
+    return make_key("send")[1]
+
+
+@pytest.fixture
+def read_only_key(make_key) -> str:
+    return make_key("read")[1]

@@ -7,7 +7,8 @@ from controlplane.cli import main
 from controlplane.extensions import db
 from controlplane.schema import database_revision, schema_problems
 
-TABLES = {"check_results", "request_stats", "worker_heartbeats", "job_runs"}
+TABLES = {"check_results", "request_stats", "worker_heartbeats", "job_runs", "api_keys", "audit_log"}
+HEAD = "0002_api_keys"
 
 
 def test_models_match_migrations(app):
@@ -38,7 +39,7 @@ def test_check_reports_an_unmigrated_database(make_app):
     app = make_app(migrate=False)
     with app.app_context():
         problems = schema_problems()
-    assert problems[0].startswith("database at nothing, migrations end at 0001_foundation")
+    assert problems[0].startswith(f"database at nothing, migrations end at {HEAD}")
 
 
 def test_db_cli_upgrade_current_check(base_env):
@@ -48,8 +49,8 @@ def test_db_cli_upgrade_current_check(base_env):
     assert result.exit_code == 1 and "schema check failed" in result.output
     result = runner.invoke(main, ["db", "upgrade"], env=env)
     assert result.exit_code == 0, result.output
-    assert "database at 0001_foundation" in result.output
-    assert runner.invoke(main, ["db", "current"], env=env).output.strip().endswith("0001_foundation")
+    assert f"database at {HEAD}" in result.output
+    assert runner.invoke(main, ["db", "current"], env=env).output.strip().endswith(HEAD)
     result = runner.invoke(main, ["db", "check"], env=env)
     assert result.exit_code == 0 and "agree" in result.output
     result = runner.invoke(main, ["db", "downgrade", "--yes", "--revision", "base"], env=env)

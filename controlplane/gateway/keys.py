@@ -1,0 +1,162 @@
+"""API keys: made, hashed, found, revoked and rotated. Only HMACs are ever stored."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import secrets
+import string
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+
+from ..extensions import db
+from ..timeutil import utcnow
+from .models import SCOPES, ApiKey, AuditEntry
+
+KEY_PREFIX = "mg_"
+KEY_ALPHABET = string.ascii_letters + string.digits
+KEY_BODY_LENGTH = 32
+VISIBLE_CHARACTERS = 8
+
+
+class KeyError_(ValueError):
+    """A key request is invalid; `code` and the message are shown to the caller."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def salt_id(salt: str) -> str:
+    return hashlib.sha256(salt.encode()).hexdigest()[:16]
+
+
+def hash_key(salt: str, key: str) -> str:
+    return hmac.new(salt.encode(), key.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewKey:
+    row: ApiKey
+    key: str  # shown once, never stored
+
+
+def validate_scopes(scopes) -> list[str]:
+    if isinstance(scopes, str):
+        scopes = [s.strip() for s in scopes.split(",") if s.strip()]
+    if not isinstance(scopes, list) or not scopes or not all(isinstance(s, str) for s in scopes):
+        raise KeyError_("InvalidScopes", f"scopes must be a non-empty list drawn from {', '.join(SCOPES)}")
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown:
+        raise KeyError_("InvalidScopes", f"unknown scope(s): {', '.join(unknown)}; known: {', '.join(SCOPES)}")
+    return sorted(set(scopes), key=SCOPES.index)
+
+
+def validate_networks(networks) -> list[str]:
+    networks = networks or []
+    if isinstance(networks, str):
+        networks = [n.strip() for n in networks.split(",") if n.strip()]
+    try:
+        return [str(ipaddress.ip_network(n, strict=False)) for n in networks]
+    except (ValueError, TypeError) as exc:
+        raise KeyError_("InvalidAllowedIps", f"allowed_ips must be CIDR networks: {exc}") from None
+
+
+def validate_domains(domains) -> list[str]:
+    domains = domains or []
+    if isinstance(domains, str):
+        domains = [d.strip() for d in domains.split(",") if d.strip()]
+    if not all(isinstance(d, str) and "." in d and "@" not in d for d in domains):
+        raise KeyError_("InvalidFromDomains", "allowed_from_domains must be domain names such as example.com")
+    return [d.lower() for d in domains]
+
+
+def create_key(settings, *, name: str, scopes, allowed_from_domains=None, default_sender=None,
+               allowed_ips=None, actor: str, source_ip: str | None = None) -> NewKey:
+    if not isinstance(name, str) or not name.strip() or len(name) > 120:
+        raise KeyError_("InvalidName", "name is required (at most 120 characters)")
+    if default_sender is not None and (not isinstance(default_sender, str) or "@" not in default_sender):
+        raise KeyError_("InvalidDefaultSender", "default_sender must be an email address")
+    key = KEY_PREFIX + "".join(secrets.choice(KEY_ALPHABET) for _ in range(KEY_BODY_LENGTH))
+    row = ApiKey(
+        name=name.strip(), prefix=key[: len(KEY_PREFIX) + VISIBLE_CHARACTERS],
+        key_hash=hash_key(settings.api_key_salt, key), salt_id=salt_id(settings.api_key_salt),
+        scopes=",".join(validate_scopes(scopes)),
+        allowed_from_domains=",".join(validate_domains(allowed_from_domains)) or None,
+        default_sender=default_sender, allowed_ips=",".join(validate_networks(allowed_ips)) or None,
+        created_at=utcnow(),
+    )
+    db.session.add(row)
+    db.session.flush()
+    audit(actor, "key.create", f"key:{row.id}", source_ip, {"name": row.name, "scopes": row.scopes}, row.id)
+    db.session.commit()
+    return NewKey(row, key)
+
+
+def find_key(settings, presented: str) -> ApiKey | None:
+    """The key row for a presented key, re-hashing keys still under the previous salt."""
+    row = db.session.execute(
+        select(ApiKey).where(ApiKey.key_hash == hash_key(settings.api_key_salt, presented))
+    ).scalar_one_or_none()
+    if row is not None or not settings.api_key_salt_previous:
+        return row
+    row = db.session.execute(
+        select(ApiKey).where(ApiKey.key_hash == hash_key(settings.api_key_salt_previous, presented))
+    ).scalar_one_or_none()
+    if row is not None:
+        # Rotation after a security incident: move this key to the new salt on first use.
+        row.key_hash = hash_key(settings.api_key_salt, presented)
+        row.salt_id = salt_id(settings.api_key_salt)
+        audit("system", "key.rehash", f"key:{row.id}", None, None, row.id)
+        db.session.commit()
+    return row
+
+
+def revoke_key(key_id: int, *, actor: str, source_ip: str | None = None) -> ApiKey:
+    row = db.session.get(ApiKey, key_id)
+    if row is None:
+        raise KeyError_("CredentialNotFound", f"No credential with id {key_id}")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        audit(actor, "key.revoke", f"key:{row.id}", source_ip, {"name": row.name}, row.id)
+        db.session.commit()
+    return row
+
+
+def rotate_key(settings, key_id: int, *, actor: str, source_ip: str | None = None) -> NewKey:
+    """A new key with the same settings; the old one is revoked."""
+    old = db.session.get(ApiKey, key_id)
+    if old is None or old.revoked_at is not None:
+        raise KeyError_("CredentialNotFound", f"No active credential with id {key_id}")
+    new = create_key(settings, name=old.name, scopes=old.scopes, allowed_from_domains=old.from_domains,
+                     default_sender=old.default_sender, allowed_ips=old.ip_networks, actor=actor,
+                     source_ip=source_ip)
+    revoke_key(key_id, actor=actor, source_ip=source_ip)
+    audit(actor, "key.rotate", f"key:{key_id}", source_ip, {"replacement": new.row.id}, new.row.id)
+    db.session.commit()
+    return new
+
+
+def keys_on_previous_salt(settings) -> int:
+    return db.session.execute(
+        select(func.count()).select_from(ApiKey)
+        .where(ApiKey.salt_id != salt_id(settings.api_key_salt), ApiKey.revoked_at.is_(None))
+    ).scalar_one()
+
+
+def audit(actor: str, action: str, target: str | None, source_ip: str | None, detail, api_key_id=None) -> None:
+    db.session.add(AuditEntry(at=utcnow(), actor=actor, action=action, target=target, source_ip=source_ip,
+                              detail=None if detail is None else json.dumps(detail), api_key_id=api_key_id))
+
+
+def describe_key(row: ApiKey) -> dict:
+    from ..timeutil import isoformat
+
+    return {
+        "id": row.id, "name": row.name, "prefix": row.prefix, "scopes": sorted(row.scope_set, key=SCOPES.index),
+        "allowed_from_domains": row.from_domains, "default_sender": row.default_sender,
+        "allowed_ips": row.ip_networks, "created_at": isoformat(row.created_at),
+        "last_used_at": isoformat(row.last_used_at), "revoked_at": isoformat(row.revoked_at),
+    }
