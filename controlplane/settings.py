@@ -131,6 +131,15 @@ class Settings:
     postal_api_url: str | None
     postal_api_key: str | None
     postal_timeout: float
+    postal_transport: str
+    sink_dir: Path
+    max_attachment_bytes: int
+    delivery_interval_seconds: float
+    delivery_batch_size: int
+    delivery_claim_seconds: float
+    delivery_max_attempts: int
+    delivery_backoff_seconds: float
+    delivery_backoff_max_seconds: float
     smtp_host: str | None
     redis_url: str | None
     sentry_dsn: str | None
@@ -210,6 +219,19 @@ class Settings:
             postal_api_url=_optional_url(env, "POSTAL_API_URL"),
             postal_api_key=env.secret("POSTAL_API_KEY"),
             postal_timeout=env.float("POSTAL_TIMEOUT_SECONDS", 10.0, minimum=0.1),
+            # Without a Postal URL, development delivers into a local sink; production waits.
+            postal_transport=env.choice(
+                "POSTAL_TRANSPORT", ("http", "sink"),
+                "sink" if app_env == "development" and not env.str("POSTAL_API_URL") else "http",
+            ),
+            sink_dir=Path(env.str("SINK_DIR", str(data_dir / "sink"))).expanduser().resolve(),
+            max_attachment_bytes=env.int("MAX_ATTACHMENT_BYTES", 25 * 1024 * 1024, minimum=1),
+            delivery_interval_seconds=env.float("DELIVERY_INTERVAL_SECONDS", 1.0, minimum=0.05),
+            delivery_batch_size=env.int("DELIVERY_BATCH_SIZE", 50, minimum=1),
+            delivery_claim_seconds=env.float("DELIVERY_CLAIM_SECONDS", 120.0, minimum=1),
+            delivery_max_attempts=env.int("DELIVERY_MAX_ATTEMPTS", 8, minimum=1),
+            delivery_backoff_seconds=env.float("DELIVERY_BACKOFF_SECONDS", 30.0, minimum=0),
+            delivery_backoff_max_seconds=env.float("DELIVERY_BACKOFF_MAX_SECONDS", 3600.0, minimum=0),
             smtp_host=env.str("SMTP_HOST"),
             redis_url=env.str("REDIS_URL"),
             sentry_dsn=env.secret("SENTRY_DSN"),

@@ -28,7 +28,8 @@ def presented_key() -> str | None:
     return None
 
 
-def authenticate(scope: str) -> ApiKey:
+def authenticate(*scopes: str) -> ApiKey:
+    """The calling key, which must hold one of `scopes` (admin holds them all)."""
     key = presented_key()
     if not key:
         raise GatewayError("AccessDenied", "Must be authenticated as a server.")
@@ -38,8 +39,8 @@ def authenticate(scope: str) -> ApiKey:
         raise GatewayError("InvalidServerAPIKey", "The API token provided in X-Server-API-Key was not valid.")
     if row.ip_networks and not _ip_allowed(request.remote_addr, row.ip_networks):
         raise GatewayError("IpNotAllowed", f"This key may not be used from {request.remote_addr}.")
-    if scope not in row.scope_set and "admin" not in row.scope_set:
-        raise GatewayError("InsufficientScope", f"This key lacks the '{scope}' scope.")
+    if not row.scope_set & {*scopes, "admin"}:
+        raise GatewayError("InsufficientScope", f"This key lacks the '{' or '.join(scopes)}' scope.")
     now = utcnow()
     if row.last_used_at is None or now - as_utc(row.last_used_at) >= LAST_USED_RESOLUTION:
         row.last_used_at = now
@@ -48,13 +49,13 @@ def authenticate(scope: str) -> ApiKey:
     return row
 
 
-def requires(scope: str):
-    """Route decorator: authenticate with `scope` (admin keys hold every scope)."""
+def requires(*scopes: str):
+    """Route decorator: authenticate with any of `scopes` (admin keys hold every scope)."""
 
     def decorator(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            authenticate(scope)
+            authenticate(*scopes)
             return view(*args, **kwargs)
 
         return wrapper

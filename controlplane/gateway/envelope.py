@@ -10,6 +10,8 @@ from time import perf_counter
 
 from flask import g, jsonify
 
+from ..delivery.metrics import API_ERRORS
+
 # Postal's error codes (and ours) to HTTP status codes.
 HTTP_STATUS = {
     "AccessDenied": 401,
@@ -55,6 +57,7 @@ def success(data, status: int = 200, **top_level):
 
 
 def failure(exc: GatewayError):
+    API_ERRORS.labels(type=exc.code).inc()
     data = {**exc.extra, "message": exc.message, "code": exc.code}
     body = {"status": exc.envelope_status, "time": _elapsed(), "flags": {}, "data": data,
             "error": exc.code, "message": exc.message}

@@ -1,5 +1,5 @@
-"""The gateway's stored identities: API keys and the audit log of what was done with them."""
-from sqlalchemy import ForeignKey, String, Text
+"""The gateway's tables: API keys, the audit log, and messages with their recipients."""
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..dbtypes import BigIntPK, UTCDateTime
@@ -54,3 +54,53 @@ class AuditEntry(db.Model):
     source_ip: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(Text)
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+
+
+class Message(db.Model):
+    """An accepted message: the outbox row the delivery worker claims, and what reads return."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("api_key_id", "idempotency_key", name="uq_messages_api_key_idempotency_key"),
+        Index("ix_messages_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(String(36), nullable=False, unique=True)
+    message_id: Mapped[str] = mapped_column(String(320), nullable=False, index=True)
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"), index=True)
+    # message (send/message) or raw (send/raw)
+    kind: Mapped[str] = mapped_column(String(8), nullable=False)
+    # queued | scheduled | sending | retrying | sent | delivered | delayed | bounced | held | failed | cancelled
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    params: Mapped[str] = mapped_column(Text, nullable=False)  # the send parameters as JSON
+    from_address: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(Text)
+    tag: Mapped[str | None] = mapped_column(String(255), index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    response: Mapped[str] = mapped_column(Text, nullable=False)  # the accept response, replayed on retries
+    send_at = mapped_column(UTCDateTime)
+    next_attempt_at = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(160))
+    claim_expires_at = mapped_column(UTCDateTime)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    postal_message_id: Mapped[str | None] = mapped_column(String(320))
+    created_at = mapped_column(UTCDateTime, nullable=False, index=True)
+    updated_at = mapped_column(UTCDateTime, nullable=False)
+    sent_at = mapped_column(UTCDateTime)
+
+
+class MessageRecipient(db.Model):
+    """One recipient of a message, with the id and token the send response gave for it."""
+
+    __tablename__ = "message_recipients"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), nullable=False, index=True)
+    address: Mapped[str] = mapped_column(String(320), nullable=False, index=True)
+    token: Mapped[str] = mapped_column(String(16), nullable=False, unique=True)
+    postal_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    postal_token: Mapped[str | None] = mapped_column(String(16), index=True)
+    status: Mapped[str | None] = mapped_column(String(16))

@@ -46,6 +46,14 @@ def _refresh_health(worker: "Worker") -> None:
     worker.app.extensions["controlplane.health"].cache.put(outcomes)
 
 
+def _dispatch(worker: "Worker") -> None:
+    from ..delivery import dispatch_due
+
+    # Drain the backlog within this run, batch by batch, rather than one batch per interval.
+    while dispatch_due(worker.settings, worker.postal, worker.instance):
+        pass
+
+
 def _retention(worker: "Worker") -> None:
     from ..health.runner import prune_check_results
     from ..telemetry.request_stats import prune_request_stats
@@ -66,6 +74,10 @@ def job_list(settings, health_tick_seconds: float) -> list[Job]:
             description="write this worker's heartbeat and try for the leader lock"),
         Job("health-refresh", health_tick_seconds, _refresh_health, leader_only=True,
             description="run the due health checks and store their results"),
+        # Every worker delivers: rows are claimed with SKIP LOCKED. Runs every second, so its
+        # runs are not recorded one by one; delivery metrics and message states show its work.
+        Job("delivery-dispatch", settings.delivery_interval_seconds, _dispatch, leader_only=False,
+            recorded=False, description="send due messages through Postal"),
         Job("retention", 3600, _retention, leader_only=True,
             description="delete request_stats, check_results and job_runs past their retention"),
     ]
@@ -83,6 +95,9 @@ class Worker:
         self.leader = LeaderElection(self.settings.database_url, self.settings.db_connect_timeout)
         health = app.extensions["controlplane.health"]
         self.check_runner = health.make_runner(app, self.instance)
+        from ..postal import postal_client
+
+        self.postal = postal_client(app)
         self.jobs = job_list(self.settings, health.tick_seconds)
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
         self._stopped = threading.Event()

@@ -7,8 +7,11 @@ messages) and can be told to fail: `mode` is "ok", "error500" (HTTP 500), or "sl
 from __future__ import annotations
 
 import json
+import random
+import string
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 API_ROUTES = ("/api/v1/send/message", "/api/v1/send/raw", "/api/v1/messages/message", "/api/v1/messages/deliveries")
@@ -21,6 +24,9 @@ class PostalDouble:
         self.delay = 0.0
         self.requests: list[dict] = []
         self.messages: dict[int, dict] = {}
+        self.sent: list[dict] = []
+        self.unauthenticated_domains: set[str] = set()
+        self._next_id = 1000
         double = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -68,6 +74,13 @@ class PostalDouble:
             return "error", {"message": "The API token provided in X-Server-API-Key was not valid.",
                              "code": "InvalidServerAPIKey"}
         params = json.loads(raw or b"{}") if headers.get("Content-Type", "").startswith("application/json") else {}
+        if path == "/api/v1/send/message":
+            return self._send_message(params)
+        if path == "/api/v1/send/raw":
+            for name in ("mail_from", "rcpt_to", "data"):
+                if not params.get(name):
+                    return "parameter-error", {"message": f"`{name}` parameter is required but is missing"}
+            return "success", self._store(params["rcpt_to"], params["mail_from"], params)
         if path == "/api/v1/messages/message":
             message = self.messages.get(params.get("id"))
             if message is None:
@@ -75,6 +88,35 @@ class PostalDouble:
                                  "code": "MessageNotFound"}
             return "success", message
         return "error", {"message": "not implemented in this double", "code": "NotImplemented"}
+
+    def _send_message(self, params: dict) -> tuple[str, dict]:
+        def listed(value):
+            return [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value or [])
+
+        to, cc, bcc = listed(params.get("to")), listed(params.get("cc")), listed(params.get("bcc"))
+        if not (to or cc or bcc):
+            return "error", {"message": "There are no recipients defined to receive this message", "code": "NoRecipients"}
+        if not (params.get("plain_body") or params.get("html_body")):
+            return "error", {"message": "There is no content defined for this e-mail", "code": "NoContent"}
+        if not params.get("from"):
+            return "error", {"message": "The From address is missing and is required", "code": "FromAddressMissing"}
+        if params["from"].rsplit("@", 1)[-1].rstrip(">") in self.unauthenticated_domains:
+            return "error", {"message": "The From address is not authorised to send mail from this server",
+                             "code": "UnauthenticatedFromAddress"}
+        return "success", self._store(to + cc + bcc, params["from"], params)
+
+    def _store(self, recipients, sender, params) -> dict:
+        message_id = f"{uuid.uuid4()}@{sender.rsplit('@', 1)[-1].rstrip('>')}"
+        messages = {}
+        for address in recipients:
+            self._next_id += 1
+            token = "".join(random.choice(string.ascii_letters + string.digits) for _ in range(16))
+            messages[address] = {"id": self._next_id, "token": token}
+            self.messages[self._next_id] = {"id": self._next_id, "token": token, "status": {"status": "Pending"},
+                                            "details": {"rcpt_to": address, "mail_from": sender,
+                                                        "message_id": message_id}}
+        self.sent.append({"message_id": message_id, "messages": messages, "params": params})
+        return {"message_id": message_id, "messages": messages}
 
     def start(self) -> "PostalDouble":
         self._thread.start()

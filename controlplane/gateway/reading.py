@@ -1,0 +1,85 @@
+"""Finding a message by any id a client may hold, and showing it the way MailGoat clients read it."""
+from __future__ import annotations
+
+import json
+import re
+
+from sqlalchemy import or_, select
+
+from ..extensions import db
+from ..timeutil import isoformat
+from .envelope import GatewayError
+from .models import ApiKey, Message, MessageRecipient
+
+_TOKEN = re.compile(r"^[A-Za-z0-9]{16}$")
+
+
+def not_found(identifier) -> GatewayError:
+    return GatewayError("MessageNotFound", "No message found matching provided ID", extra={"id": identifier})
+
+
+def find_message(identifier, key: ApiKey) -> tuple[Message, MessageRecipient | None]:
+    """By our message id (what send returned), a per-recipient numeric id (ours, then Postal's), or a token.
+
+    Keys holding `read` (or `admin`) see every message; `send`-only keys see their own.
+    """
+    text = str(identifier).strip()
+    recipient = None
+    if text.isdigit():
+        number = int(text)
+        recipient = (db.session.get(MessageRecipient, number)
+                     or db.session.execute(select(MessageRecipient).where(MessageRecipient.postal_id == number)
+                                           .limit(1)).scalar_one_or_none())
+    elif _TOKEN.match(text):
+        recipient = db.session.execute(
+            select(MessageRecipient).where(or_(MessageRecipient.token == text, MessageRecipient.postal_token == text))
+            .limit(1)
+        ).scalar_one_or_none()
+    if recipient is not None:
+        message = db.session.get(Message, recipient.message_pk)
+    else:
+        message = db.session.execute(
+            select(Message).where(or_(Message.message_id == text, Message.public_id == text))
+        ).scalar_one_or_none()
+    if message is None or not _may_read(key, message):
+        raise not_found(identifier)
+    return message, recipient
+
+
+def _may_read(key: ApiKey, message: Message) -> bool:
+    return bool(key.scope_set & {"read", "admin"}) or message.api_key_id == key.id
+
+
+def recipients_of(message: Message) -> list[MessageRecipient]:
+    return list(db.session.execute(
+        select(MessageRecipient).where(MessageRecipient.message_pk == message.id).order_by(MessageRecipient.id)
+    ).scalars())
+
+
+def flat(message: Message) -> dict:
+    """GET /api/v1/messages/<id>: flat, with `id` equal to the id send returned."""
+    params = json.loads(message.params)
+    plain, html = params.get("plain_body"), params.get("html_body")
+    return {
+        "id": message.message_id,
+        "message_id": message.message_id,
+        "to": params.get("to", params.get("rcpt_to", [])),
+        "cc": params.get("cc", []),
+        "bcc": params.get("bcc", []),
+        "from": message.from_address,
+        "subject": message.subject,
+        "plain_body": plain,
+        "html_body": html,
+        "body": plain if plain is not None else html,
+        "tag": message.tag,
+        "status": message.state,
+        "attempts": message.attempts,
+        "error": {"code": message.error_code, "message": message.last_error} if message.error_code else None,
+        "send_at": isoformat(message.send_at),
+        "created_at": isoformat(message.created_at),
+        "sent_at": isoformat(message.sent_at),
+        "recipients": [
+            {"address": r.address, "id": r.id, "token": r.token, "postal_id": r.postal_id, "status": r.status}
+            for r in recipients_of(message)
+        ],
+    }
