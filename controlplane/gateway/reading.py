@@ -18,7 +18,7 @@ def not_found(identifier) -> GatewayError:
     return GatewayError("MessageNotFound", "No message found matching provided ID", extra={"id": identifier})
 
 
-def find_message(identifier, key: ApiKey) -> tuple[Message, MessageRecipient | None]:
+def find_message(identifier, key: ApiKey) -> tuple[Message, MessageRecipient]:
     """By our message id (what send returned), a per-recipient numeric id (ours, then Postal's), or a token.
 
     Keys holding `read` (or `admin`) see every message; `send`-only keys see their own.
@@ -43,6 +43,12 @@ def find_message(identifier, key: ApiKey) -> tuple[Message, MessageRecipient | N
         ).scalar_one_or_none()
     if message is None or not _may_read(key, message):
         raise not_found(identifier)
+    if recipient is None:
+        # A message-level id stands for its first recipient where Postal speaks per recipient.
+        recipient = db.session.execute(
+            select(MessageRecipient).where(MessageRecipient.message_pk == message.id)
+            .order_by(MessageRecipient.id).limit(1)
+        ).scalar_one_or_none()
     return message, recipient
 
 
@@ -83,3 +89,51 @@ def flat(message: Message) -> dict:
             for r in recipients_of(message)
         ],
     }
+
+
+# Our states as Postal's message statuses, for clients that speak Postal.
+POSTAL_STATUS = {
+    "queued": "Pending", "scheduled": "Pending", "sending": "Pending", "retrying": "Pending",
+    "sent": "Sent", "delivered": "Sent", "delayed": "SoftFail", "bounced": "Bounced", "held": "Held",
+    "failed": "HardFail", "cancelled": "HoldCancelled",
+}
+EXPANSIONS = ("status", "details", "inspection", "plain_body", "html_body", "attachments", "headers",
+              "raw_message", "activity_entries")
+# What only Postal holds; asked of Postal when a client wants it and the message reached Postal.
+POSTAL_ONLY = {"inspection", "raw_message", "activity_entries"}
+
+
+def requested_expansions(value) -> list[str]:
+    if value is True or value == "true":
+        return list(EXPANSIONS)
+    if value in (None, False, ""):
+        return []
+    items = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else []
+    return [e for e in (str(i).strip() for i in items) if e in EXPANSIONS]
+
+
+def postal_view(message: Message, recipient: MessageRecipient, expansions: list[str]) -> dict:
+    """Postal's messages/message answer for one recipient, from our store."""
+    params = json.loads(message.params)
+    view = {"id": recipient.id, "token": recipient.token}
+    state = recipient.status if recipient.status not in (None, "sent") else message.state
+    if "status" in expansions:
+        view["status"] = {"status": POSTAL_STATUS.get(state, "Pending"),
+                          "last_delivery_attempt": message.sent_at.timestamp() if message.sent_at else None,
+                          "held": state == "held", "hold_expiry": None}
+    if "details" in expansions:
+        view["details"] = {
+            "rcpt_to": recipient.address, "mail_from": message.from_address,
+            "subject": message.subject, "message_id": message.message_id,
+            "timestamp": message.created_at.timestamp(), "direction": "outgoing", "size": len(message.params),
+            "bounce": bool(params.get("bounce")), "bounce_for_id": 0, "tag": message.tag, "received_with_ssl": None,
+        }
+    for field in ("plain_body", "html_body"):
+        if field in expansions:
+            view[field] = params.get(field)
+    if "attachments" in expansions:
+        view["attachments"] = [{"filename": a["name"], "content_type": a["content_type"], "data": a["data"],
+                                "size": len(a["data"]) * 3 // 4, "hash": None} for a in params.get("attachments", [])]
+    if "headers" in expansions:
+        view["headers"] = {k.lower(): [v] for k, v in (params.get("headers") or {}).items()}
+    return view

@@ -10,7 +10,7 @@ from .envelope import GatewayError, failure, start_timer, success
 from .keys import KeyError_, create_key, describe_key, revoke_key
 from .models import ApiKey
 from .params import request_params
-from .reading import find_message, flat
+from .reading import POSTAL_ONLY, find_message, flat, postal_view, requested_expansions
 from .sending import accept, idempotency_key, parse_send_at, validate_message, validate_raw
 
 POSTAL_METHODS = ["GET", "POST", "PATCH", "PUT"]
@@ -95,3 +95,98 @@ def get_message(identifier: str):
     shown = flat(message)
     # The Python SDK reads this flat; envelope readers find the same object under `data`.
     return {**shown, "data": shown}
+
+
+def _postal():
+    """The Postal client for read-through calls, made once per app (None when unconfigured)."""
+    if "controlplane.postal" not in current_app.extensions:
+        from ..postal import postal_client
+
+        current_app.extensions["controlplane.postal"] = postal_client(current_app)
+    return current_app.extensions["controlplane.postal"]
+
+
+def _required_id(params: dict):
+    if params.get("id") in (None, ""):
+        raise GatewayError("ParameterError", "`id` parameter is required but is missing", 422,
+                           envelope_status="parameter-error")
+    return params["id"]
+
+
+def _ask_postal(path: str, params: dict):
+    from ..postal import PostalRejected, PostalUnavailable
+
+    client = _postal()
+    if client is None or getattr(client, "name", "") != "http":
+        return None
+    try:
+        return client.call(path, params)
+    except PostalUnavailable as exc:
+        raise GatewayError("UpstreamUnavailable", f"Postal is unavailable: {exc}", 503) from None
+    except PostalRejected as exc:
+        raise GatewayError(exc.code, exc.message, 502 if exc.code != "MessageNotFound" else 404) from None
+
+
+@bp.route("/messages/message", methods=POSTAL_METHODS)
+@requires("send", "read")
+def postal_message():
+    params = request_params()
+    identifier = _required_id(params)
+    message, recipient = find_message(identifier, g.api_key)
+    expansions = requested_expansions(params.get("_expansions"))
+    view = postal_view(message, recipient, expansions)
+    wanted_from_postal = [e for e in expansions if e in POSTAL_ONLY]
+    postal_id = recipient.postal_id
+    if wanted_from_postal and postal_id:
+        upstream = _ask_postal("/api/v1/messages/message", {"id": postal_id, "_expansions": wanted_from_postal})
+        for name in wanted_from_postal:
+            if upstream and name in upstream:
+                view[name] = upstream[name]
+    return success(view)
+
+
+@bp.route("/messages/deliveries", methods=POSTAL_METHODS)
+@requires("send", "read")
+def postal_deliveries():
+    params = request_params()
+    message, recipient = find_message(_required_id(params), g.api_key)
+    postal_id = recipient.postal_id
+    # Delivery attempts to remote servers are known only to Postal.
+    deliveries = _ask_postal("/api/v1/messages/deliveries", {"id": postal_id}) if postal_id else None
+    return success(deliveries or [])
+
+
+CANCELLABLE = ("queued", "scheduled", "retrying")
+
+
+@bp.post("/messages/delete")
+@requires("send")
+def delete_message():
+    from sqlalchemy import update
+
+    from ..timeutil import utcnow
+    from .models import Message
+
+    params = request_params()
+    message, _ = find_message(_required_id(params), g.api_key)
+    # A conditional update, so a worker claiming the row at this moment cannot also send it.
+    cancelled = db.session.execute(
+        update(Message).where(Message.id == message.id, Message.state.in_(CANCELLABLE))
+        .values(state="cancelled", updated_at=utcnow(), next_attempt_at=None)
+    ).rowcount
+    db.session.commit()
+    if not cancelled:
+        db.session.refresh(message)
+        raise GatewayError("MessageNotCancellable",
+                           f"Message is {message.state}; only queued, scheduled or retrying messages can be cancelled",
+                           409, extra={"message_id": message.message_id, "state": message.state})
+    return success({"success": True, "message_id": message.message_id}, success=True, message_id=message.message_id)
+
+
+@bp.get("/messages")
+@requires("send", "read")
+def list_messages():
+    from .listing import list_page
+
+    page = list_page(g.api_key, request.args)
+    return success(page)
