@@ -132,6 +132,9 @@ class Settings:
     postal_api_key: str | None
     postal_timeout: float
     postal_transport: str
+    postal_webhook_public_key: str | None
+    postal_jwks_url: str | None
+    postal_webhook_allow_unsigned: bool
     sink_dir: Path
     max_attachment_bytes: int
     delivery_interval_seconds: float
@@ -224,6 +227,9 @@ class Settings:
                 "POSTAL_TRANSPORT", ("http", "sink"),
                 "sink" if app_env == "development" and not env.str("POSTAL_API_URL") else "http",
             ),
+            postal_webhook_public_key=env.secret("POSTAL_WEBHOOK_PUBLIC_KEY"),
+            postal_jwks_url=_optional_url(env, "POSTAL_JWKS_URL"),
+            postal_webhook_allow_unsigned=_development_only(env, "POSTAL_WEBHOOK_ALLOW_UNSIGNED", app_env),
             sink_dir=Path(env.str("SINK_DIR", str(data_dir / "sink"))).expanduser().resolve(),
             max_attachment_bytes=env.int("MAX_ATTACHMENT_BYTES", 25 * 1024 * 1024, minimum=1),
             delivery_interval_seconds=env.float("DELIVERY_INTERVAL_SECONDS", 1.0, minimum=0.05),
@@ -293,6 +299,13 @@ def _development_secret(name: str, data_dir: Path) -> str:
         except OSError as exc:
             log.warning("could not persist generated %s in %s: %s", name, path, exc)
     return stored[name]
+
+
+def _development_only(env: Env, name: str, app_env: str) -> bool:
+    value = env.bool(name, False)
+    if value and app_env != "development":
+        raise SettingsError(f"{name} may only be set in development")
+    return value
 
 
 def _optional_url(env: Env, name: str) -> str | None:

@@ -3,6 +3,8 @@
 
 def init_gateway(app) -> None:
     from . import models  # noqa: F401  (tables for metadata and migrations)
+    from .postal_events import bp as postal_webhooks
     from .views import bp
 
     app.register_blueprint(bp)
+    app.register_blueprint(postal_webhooks)

@@ -104,3 +104,15 @@ class MessageRecipient(db.Model):
     postal_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     postal_token: Mapped[str | None] = mapped_column(String(16), index=True)
     status: Mapped[str | None] = mapped_column(String(16))
+
+
+class PostalEvent(db.Model):
+    """Every webhook Postal delivered, once: Postal retries, and its uuid makes handling idempotent."""
+
+    __tablename__ = "postal_events"
+
+    uuid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event: Mapped[str] = mapped_column(String(64), nullable=False)
+    received_at = mapped_column(UTCDateTime, nullable=False, index=True)
+    postal_message_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    payload: Mapped[str] = mapped_column(Text, nullable=False)

@@ -125,3 +125,45 @@ class PostalDouble:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class PostalSigner:
+    """Signs webhook bodies the way Postal does, with a freshly generated RSA key."""
+
+    def __init__(self):
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.public_key = self.private_key.public_key()
+
+    @property
+    def public_pem(self) -> str:
+        from cryptography.hazmat.primitives import serialization
+
+        return self.public_key.public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    def body(self, event: str, payload: dict, uuid_: str | None = None) -> bytes:
+        document = {"event": event, "timestamp": time.time(), "payload": payload, "uuid": uuid_ or str(uuid.uuid4())}
+        text = json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+        # Postal (Ruby's JSON) escapes these three; it sends other non-ASCII as UTF-8.
+        text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+        return text.encode("utf-8")
+
+    def headers(self, body: bytes, sha1: bool = False, with_256: bool = True) -> dict:
+        import base64
+        import hashlib
+
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        headers = {"Content-Type": "application/json"}
+        if with_256:
+            headers["X-Postal-Signature-256"] = base64.b64encode(
+                self.private_key.sign(body, padding.PKCS1v15(), hashes.SHA256())).decode()
+        if sha1:
+            headers["X-Postal-Signature"] = base64.b64encode(
+                self.private_key.sign(body, padding.PKCS1v15(), hashes.SHA1())).decode()
+        der = self.public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+        headers["X-Postal-Signature-KID"] = hashlib.sha256(der).hexdigest()
+        return headers

@@ -1,0 +1,110 @@
+"""POST /webhooks/postal: Postal's delivery events, verified, applied once, in order of arrival."""
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..postal.signatures import SignatureError, load_jwks, load_pem, parse_json_object, verify
+from ..timeutil import utcnow
+from .models import Message, MessageRecipient, PostalEvent
+
+log = logging.getLogger(__name__)
+bp = Blueprint("postal_webhooks", __name__)
+
+# Postal event → the recipient's (and message's) new state. Others are recorded only.
+STATE_FOR_EVENT = {
+    "MessageSent": "delivered",
+    "MessageDelayed": "delayed",
+    "MessageDeliveryFailed": "failed",
+    "MessageHeld": "held",
+    "MessageBounced": "bounced",
+}
+
+
+def _error(status: int, code: str, message: str):
+    response = jsonify(status="error", error=code, message=message, data={"code": code, "message": message})
+    response.status_code = status
+    return response
+
+
+def _public_keys():
+    """Postal's signing keys: from POSTAL_WEBHOOK_PUBLIC_KEY, else fetched once from the JWKS URL."""
+    cache = current_app.extensions.setdefault("controlplane.postal_keys", {})
+    if "keys" not in cache:
+        settings = current_app.extensions["controlplane.settings"]
+        keys = [load_pem(settings.postal_webhook_public_key)] if settings.postal_webhook_public_key else []
+        if not keys and settings.postal_jwks_url:
+            keys = load_jwks(settings.postal_jwks_url)
+        cache["keys"] = keys
+    return cache["keys"]
+
+
+@bp.post("/webhooks/postal")
+def postal_webhook():
+    body = request.get_data(cache=False)  # the raw bytes Postal signed
+    settings = current_app.extensions["controlplane.settings"]
+    signed = request.headers.get("X-Postal-Signature-256") or request.headers.get("X-Postal-Signature")
+    if signed or not settings.postal_webhook_allow_unsigned:
+        try:
+            verify(body, request.headers, _public_keys())
+        except SignatureError as exc:
+            log.warning("rejected a Postal webhook: %s", exc)
+            return _error(401, "InvalidSignature", str(exc))
+        except Exception as exc:  # a bad configured key or an unreachable JWKS URL
+            log.error("cannot verify Postal webhooks: %s", exc)
+            return _error(503, "SignatureKeyUnavailable", "Postal's signing key could not be loaded")
+    try:
+        document = parse_json_object(body)
+    except ValueError as exc:
+        return _error(400, "InvalidJSON", str(exc))
+    event, uuid, payload = document.get("event"), document.get("uuid"), document.get("payload")
+    if not isinstance(event, str) or not isinstance(uuid, str) or not isinstance(payload, dict):
+        return _error(422, "InvalidEvent", "expected {event, timestamp, payload, uuid}")
+    return jsonify(status=apply_event(event, uuid, payload, body.decode("utf-8", "replace")))
+
+
+def _message_ref(event: str, payload: dict) -> dict:
+    if event == "MessageBounced":
+        return payload.get("original_message") or {}
+    return payload.get("message") or {}
+
+
+def apply_event(event: str, uuid: str, payload: dict, raw: str) -> str:
+    ref = _message_ref(event, payload)
+    postal_id = ref.get("id") if isinstance(ref.get("id"), int) else None
+    db.session.add(PostalEvent(uuid=uuid, event=event, received_at=utcnow(), postal_message_id=postal_id, payload=raw))
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        return "duplicate"  # Postal retried one we already applied
+    state = STATE_FOR_EVENT.get(event)
+    if state is not None:
+        recipient = _recipient(postal_id, ref.get("token"))
+        if recipient is None:
+            log.info("Postal event for a message we do not hold", extra={"event": event, "postal_id": postal_id})
+        else:
+            recipient.status = state
+            message = db.session.get(Message, recipient.message_pk)
+            message.state = state
+            message.updated_at = utcnow()
+            if state in ("failed", "bounced", "held", "delayed"):
+                message.last_error = str(payload.get("details") or payload.get("output") or event)[:2000]
+    db.session.commit()
+    return "ok"
+
+
+def _recipient(postal_id, token) -> MessageRecipient | None:
+    conditions = []
+    if postal_id is not None:
+        conditions.append(MessageRecipient.postal_id == postal_id)
+    if isinstance(token, str) and token:
+        conditions.append(MessageRecipient.postal_token == token)
+    if not conditions:
+        return None
+    return db.session.execute(select(MessageRecipient).where(or_(*conditions)).limit(1)).scalar_one_or_none()
