@@ -135,6 +135,11 @@ class Settings:
     postal_webhook_public_key: str | None
     postal_jwks_url: str | None
     postal_webhook_allow_unsigned: bool
+    webhook_allow_private_targets: bool
+    webhook_timeout_seconds: float
+    webhook_max_attempts: int
+    webhook_backoff_seconds: float
+    webhook_disable_after_failures: int
     sink_dir: Path
     max_attachment_bytes: int
     delivery_interval_seconds: float
@@ -230,6 +235,11 @@ class Settings:
             postal_webhook_public_key=env.secret("POSTAL_WEBHOOK_PUBLIC_KEY"),
             postal_jwks_url=_optional_url(env, "POSTAL_JWKS_URL"),
             postal_webhook_allow_unsigned=_development_only(env, "POSTAL_WEBHOOK_ALLOW_UNSIGNED", app_env),
+            webhook_allow_private_targets=env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", False),
+            webhook_timeout_seconds=env.float("WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1),
+            webhook_max_attempts=env.int("WEBHOOK_MAX_ATTEMPTS", 8, minimum=1),
+            webhook_backoff_seconds=env.float("WEBHOOK_BACKOFF_SECONDS", 30.0, minimum=0),
+            webhook_disable_after_failures=env.int("WEBHOOK_DISABLE_AFTER_FAILURES", 20, minimum=1),
             sink_dir=Path(env.str("SINK_DIR", str(data_dir / "sink"))).expanduser().resolve(),
             max_attachment_bytes=env.int("MAX_ATTACHMENT_BYTES", 25 * 1024 * 1024, minimum=1),
             delivery_interval_seconds=env.float("DELIVERY_INTERVAL_SECONDS", 1.0, minimum=0.05),

@@ -7,8 +7,9 @@ from controlplane.cli import main
 from controlplane.extensions import db
 from controlplane.schema import database_revision, schema_problems
 
-TABLES = {"check_results", "request_stats", "worker_heartbeats", "job_runs", "api_keys", "audit_log", "messages", "message_recipients", "postal_events"}
-HEAD = "0004_postal_events"
+TABLES = {"check_results", "request_stats", "worker_heartbeats", "job_runs", "api_keys", "audit_log", "messages", "message_recipients", "postal_events",
+          "events", "webhooks", "webhook_deliveries"}
+HEAD = "0005_events_webhooks"
 
 
 def test_models_match_migrations(app):

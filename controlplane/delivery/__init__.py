@@ -15,6 +15,7 @@ from time import perf_counter
 
 from sqlalchemy import and_, or_, select
 
+from ..events.emit import message_event
 from ..extensions import db
 from ..gateway.models import Message, MessageRecipient
 from ..postal import PostalRejected, PostalUnavailable
@@ -67,6 +68,7 @@ def send_one(settings, client, pk: int, worker: str) -> None:
         data = client.call(PATHS[message.kind], json.loads(message.params))
     except PostalRejected as exc:
         _finish(message, "failed", exc.code, exc.message)
+        message_event("message.failed", message, error={"code": exc.code, "message": exc.message})
         EMAILS_SENT.labels(status="failed").inc()
     except PostalUnavailable as exc:
         _retry_or_fail(settings, message, str(exc))
@@ -91,11 +93,13 @@ def _record_sent(message: Message, data: dict) -> None:
         recipient.status = "sent"
     message.sent_at = utcnow()
     _finish(message, "sent", None, None)
+    message_event("message.sent", message)
 
 
 def _retry_or_fail(settings, message: Message, reason: str) -> None:
     if message.attempts >= settings.delivery_max_attempts:
         _finish(message, "failed", "RetriesExhausted", f"gave up after {message.attempts} attempts: {reason}")
+        message_event("message.failed", message, error={"code": "RetriesExhausted", "message": message.last_error})
         EMAILS_SENT.labels(status="failed").inc()
         return
     # Exponential backoff with full jitter, so a recovering Postal is not hit by a wave.

@@ -3,8 +3,11 @@
 
 def init_gateway(app) -> None:
     from . import models  # noqa: F401  (tables for metadata and migrations)
+    from ..events import models as _events  # noqa: F401
+    from ..events.views import bp as subscriber_webhooks
     from .postal_events import bp as postal_webhooks
     from .views import bp
 
     app.register_blueprint(bp)
     app.register_blueprint(postal_webhooks)
+    app.register_blueprint(subscriber_webhooks)

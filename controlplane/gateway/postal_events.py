@@ -11,12 +11,13 @@ from sqlalchemy.exc import IntegrityError
 from ..extensions import db
 from ..postal.signatures import SignatureError, load_jwks, load_pem, parse_json_object, verify
 from ..timeutil import utcnow
+from ..events.emit import message_event
 from .models import Message, MessageRecipient, PostalEvent
 
 log = logging.getLogger(__name__)
 bp = Blueprint("postal_webhooks", __name__)
 
-# Postal event → the recipient's (and message's) new state. Others are recorded only.
+# Postal event → the recipient's (and message's) new state.
 STATE_FOR_EVENT = {
     "MessageSent": "delivered",
     "MessageDelayed": "delayed",
@@ -24,6 +25,8 @@ STATE_FOR_EVENT = {
     "MessageHeld": "held",
     "MessageBounced": "bounced",
 }
+# Postal events that change nothing but are worth telling subscribers about.
+ENGAGEMENT_EVENTS = {"MessageLoaded": "message.opened", "MessageLinkClicked": "message.clicked"}
 
 
 def _error(status: int, code: str, message: str):
@@ -84,17 +87,26 @@ def apply_event(event: str, uuid: str, payload: dict, raw: str) -> str:
         db.session.rollback()
         return "duplicate"  # Postal retried one we already applied
     state = STATE_FOR_EVENT.get(event)
+    if state is None and event not in ENGAGEMENT_EVENTS:
+        db.session.commit()  # DomainDNSError, SendLimit*: recorded only
+        return "ok"
+    recipient = _recipient(postal_id, ref.get("token"))
+    if recipient is None:
+        log.info("Postal event for a message we do not hold", extra={"event": event, "postal_id": postal_id})
+        db.session.commit()
+        return "ok"
+    message = db.session.get(Message, recipient.message_pk)
     if state is not None:
-        recipient = _recipient(postal_id, ref.get("token"))
-        if recipient is None:
-            log.info("Postal event for a message we do not hold", extra={"event": event, "postal_id": postal_id})
-        else:
-            recipient.status = state
-            message = db.session.get(Message, recipient.message_pk)
-            message.state = state
-            message.updated_at = utcnow()
-            if state in ("failed", "bounced", "held", "delayed"):
-                message.last_error = str(payload.get("details") or payload.get("output") or event)[:2000]
+        recipient.status = state
+        message.state = state
+        message.updated_at = utcnow()
+        if state in ("failed", "bounced", "held", "delayed"):
+            message.last_error = str(payload.get("details") or payload.get("output") or event)[:2000]
+        message_event(f"message.{state}", message, recipient=recipient.address,
+                      details=payload.get("details"), output=payload.get("output"))
+    else:
+        message_event(ENGAGEMENT_EVENTS[event], message, recipient=recipient.address, url=payload.get("url"),
+                      ip_address=payload.get("ip_address"), user_agent=payload.get("user_agent"))
     db.session.commit()
     return "ok"
 

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from ..events.emit import message_event
 from ..extensions import db
 from ..timeutil import utcnow
 from .envelope import GatewayError
@@ -188,6 +189,7 @@ def accept(key: ApiKey, kind: str, normalised: dict, send_at: datetime | None, i
     db.session.flush()
     data = {"message_id": message_id, "messages": {r.address: {"id": r.id, "token": r.token} for r in rows}}
     message.response = json.dumps(data)
+    message_event("message.queued", message)
     try:
         db.session.commit()
     except IntegrityError:

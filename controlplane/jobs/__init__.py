@@ -54,6 +54,13 @@ def _dispatch(worker: "Worker") -> None:
         pass
 
 
+def _fan_out(worker: "Worker") -> None:
+    from ..events.fanout import fan_out
+
+    while fan_out(worker.settings, worker.webhook_http):
+        pass
+
+
 def _retention(worker: "Worker") -> None:
     from ..health.runner import prune_check_results
     from ..telemetry.request_stats import prune_request_stats
@@ -78,6 +85,8 @@ def job_list(settings, health_tick_seconds: float) -> list[Job]:
         # runs are not recorded one by one; delivery metrics and message states show its work.
         Job("delivery-dispatch", settings.delivery_interval_seconds, _dispatch, leader_only=False,
             recorded=False, description="send due messages through Postal"),
+        Job("webhook-fan-out", settings.delivery_interval_seconds, _fan_out, leader_only=False,
+            recorded=False, description="send due subscriber webhooks"),
         Job("retention", 3600, _retention, leader_only=True,
             description="delete request_stats, check_results and job_runs past their retention"),
     ]
@@ -98,6 +107,9 @@ class Worker:
         from ..postal import postal_client
 
         self.postal = postal_client(app)
+        from ..outbound import http_client
+
+        self.webhook_http = http_client(app, self.settings.webhook_timeout_seconds)
         self.jobs = job_list(self.settings, health.tick_seconds)
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
         self._stopped = threading.Event()

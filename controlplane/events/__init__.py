@@ -1,0 +1,1 @@
+"""Events: the event log, subscriber webhooks and their fan-out."""
