@@ -163,14 +163,20 @@ def _key_call(func, *args, **kwargs):
 @click.option("--from-domain", "from_domains", multiple=True, help="Allowed sender domain (repeatable).")
 @click.option("--default-sender", help="From address used when a send has none.")
 @click.option("--allow-ip", "allowed_ips", multiple=True, help="Allowed client network, CIDR (repeatable).")
+@click.option("--rate-burst", type=int, help="Sends per minute (default: RATE_LIMIT_BURST_PER_MINUTE).")
+@click.option("--rate-hour", type=int, help="Sends per hour (default: RATE_LIMIT_PER_HOUR).")
+@click.option("--rate-day", type=int, help="Sends per day (default: RATE_LIMIT_PER_DAY).")
+@click.option("--monthly-quota", type=int, help="Messages per calendar month (default: MONTHLY_QUOTA).")
 @with_app
-def keys_create(app, name, scopes, from_domains, default_sender, allowed_ips):
+def keys_create(app, name, scopes, from_domains, default_sender, allowed_ips, rate_burst, rate_hour, rate_day,
+                monthly_quota):
     """Create a key and print it once."""
     from .gateway.keys import create_key
 
     new = _key_call(create_key, app.extensions["controlplane.settings"], name=name, scopes=scopes,
                     allowed_from_domains=list(from_domains), default_sender=default_sender,
-                    allowed_ips=list(allowed_ips), actor="cli")
+                    allowed_ips=list(allowed_ips), monthly_quota=monthly_quota, actor="cli",
+                    rate_limits={"burst": rate_burst, "hour": rate_hour, "today": rate_day})
     click.echo(f"id {new.row.id}  name {new.row.name}  scopes {new.row.scopes}")
     click.echo(f"key {new.key}")
     click.echo("This is the only time the key is shown; store it now.", err=True)

@@ -136,6 +136,10 @@ class Settings:
     postal_jwks_url: str | None
     postal_webhook_allow_unsigned: bool
     webhook_allow_private_targets: bool
+    rate_limit_burst_per_minute: int
+    rate_limit_per_hour: int
+    rate_limit_per_day: int
+    monthly_quota: int
     webhook_timeout_seconds: float
     webhook_max_attempts: int
     webhook_backoff_seconds: float
@@ -235,6 +239,10 @@ class Settings:
             postal_webhook_public_key=env.secret("POSTAL_WEBHOOK_PUBLIC_KEY"),
             postal_jwks_url=_optional_url(env, "POSTAL_JWKS_URL"),
             postal_webhook_allow_unsigned=_development_only(env, "POSTAL_WEBHOOK_ALLOW_UNSIGNED", app_env),
+            rate_limit_burst_per_minute=env.int("RATE_LIMIT_BURST_PER_MINUTE", 120, minimum=1),
+            rate_limit_per_hour=env.int("RATE_LIMIT_PER_HOUR", 2000, minimum=1),
+            rate_limit_per_day=env.int("RATE_LIMIT_PER_DAY", 20000, minimum=1),
+            monthly_quota=env.int("MONTHLY_QUOTA", 0, minimum=0),
             webhook_allow_private_targets=env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", False),
             webhook_timeout_seconds=env.float("WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1),
             webhook_max_attempts=env.int("WEBHOOK_MAX_ATTEMPTS", 8, minimum=1),

@@ -9,7 +9,7 @@ from controlplane.schema import database_revision, schema_problems
 
 TABLES = {"check_results", "request_stats", "worker_heartbeats", "job_runs", "api_keys", "audit_log", "messages", "message_recipients", "postal_events",
           "events", "webhooks", "webhook_deliveries"}
-HEAD = "0005_events_webhooks"
+HEAD = "0006_key_limits"
 
 
 def test_models_match_migrations(app):

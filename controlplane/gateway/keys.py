@@ -74,11 +74,14 @@ def validate_domains(domains) -> list[str]:
 
 
 def create_key(settings, *, name: str, scopes, allowed_from_domains=None, default_sender=None,
-               allowed_ips=None, actor: str, source_ip: str | None = None) -> NewKey:
+               allowed_ips=None, rate_limits=None, monthly_quota=None, actor: str,
+               source_ip: str | None = None) -> NewKey:
     if not isinstance(name, str) or not name.strip() or len(name) > 120:
         raise KeyError_("InvalidName", "name is required (at most 120 characters)")
     if default_sender is not None and (not isinstance(default_sender, str) or "@" not in default_sender):
         raise KeyError_("InvalidDefaultSender", "default_sender must be an email address")
+    if rate_limits is not None and not isinstance(rate_limits, dict):
+        raise KeyError_("InvalidLimits", "rate_limits must be an object with burst, hour and/or today")
     key = KEY_PREFIX + "".join(secrets.choice(KEY_ALPHABET) for _ in range(KEY_BODY_LENGTH))
     row = ApiKey(
         name=name.strip(), prefix=key[: len(KEY_PREFIX) + VISIBLE_CHARACTERS],
@@ -86,13 +89,23 @@ def create_key(settings, *, name: str, scopes, allowed_from_domains=None, defaul
         scopes=",".join(validate_scopes(scopes)),
         allowed_from_domains=",".join(validate_domains(allowed_from_domains)) or None,
         default_sender=default_sender, allowed_ips=",".join(validate_networks(allowed_ips)) or None,
-        created_at=utcnow(),
+        created_at=utcnow(), monthly_quota=_positive("monthly_quota", monthly_quota),
+        **{column: _positive(f"rate_limits.{name}", (rate_limits or {}).get(name))
+           for name, column in (("burst", "rate_limit_burst"), ("hour", "rate_limit_hour"), ("today", "rate_limit_day"))},
     )
     db.session.add(row)
     db.session.flush()
     audit(actor, "key.create", f"key:{row.id}", source_ip, {"name": row.name, "scopes": row.scopes}, row.id)
     db.session.commit()
     return NewKey(row, key)
+
+
+def _positive(field: str, value) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise KeyError_("InvalidLimits", f"{field} must be a whole number of at least 1")
+    return value
 
 
 def find_key(settings, presented: str) -> ApiKey | None:
@@ -131,8 +144,10 @@ def rotate_key(settings, key_id: int, *, actor: str, source_ip: str | None = Non
     if old is None or old.revoked_at is not None:
         raise KeyError_("CredentialNotFound", f"No active credential with id {key_id}")
     new = create_key(settings, name=old.name, scopes=old.scopes, allowed_from_domains=old.from_domains,
-                     default_sender=old.default_sender, allowed_ips=old.ip_networks, actor=actor,
-                     source_ip=source_ip)
+                     default_sender=old.default_sender, allowed_ips=old.ip_networks,
+                     rate_limits={"burst": old.rate_limit_burst, "hour": old.rate_limit_hour,
+                                  "today": old.rate_limit_day},
+                     monthly_quota=old.monthly_quota, actor=actor, source_ip=source_ip)
     revoke_key(key_id, actor=actor, source_ip=source_ip)
     audit(actor, "key.rotate", f"key:{key_id}", source_ip, {"replacement": new.row.id}, new.row.id)
     db.session.commit()
@@ -159,4 +174,6 @@ def describe_key(row: ApiKey) -> dict:
         "allowed_from_domains": row.from_domains, "default_sender": row.default_sender,
         "allowed_ips": row.ip_networks, "created_at": isoformat(row.created_at),
         "last_used_at": isoformat(row.last_used_at), "revoked_at": isoformat(row.revoked_at),
+        "rate_limits": {"burst": row.rate_limit_burst, "hour": row.rate_limit_hour, "today": row.rate_limit_day},
+        "monthly_quota": row.monthly_quota,
     }

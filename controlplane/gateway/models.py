@@ -24,6 +24,11 @@ class ApiKey(db.Model):
     allowed_from_domains: Mapped[str | None] = mapped_column(Text)
     default_sender: Mapped[str | None] = mapped_column(String(255))
     allowed_ips: Mapped[str | None] = mapped_column(Text)
+    # None: the service-wide default from settings.
+    rate_limit_burst: Mapped[int | None] = mapped_column(Integer)
+    rate_limit_hour: Mapped[int | None] = mapped_column(Integer)
+    rate_limit_day: Mapped[int | None] = mapped_column(Integer)
+    monthly_quota: Mapped[int | None] = mapped_column(Integer)
     created_at = mapped_column(UTCDateTime, nullable=False)
     last_used_at = mapped_column(UTCDateTime)
     revoked_at = mapped_column(UTCDateTime)
@@ -63,6 +68,7 @@ class Message(db.Model):
     __table_args__ = (
         UniqueConstraint("api_key_id", "idempotency_key", name="uq_messages_api_key_idempotency_key"),
         Index("ix_messages_due", "state", "next_attempt_at"),
+        Index("ix_messages_key_created", "api_key_id", "created_at"),  # the monthly quota count
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

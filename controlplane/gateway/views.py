@@ -38,7 +38,8 @@ def create_credential():
         current_app.extensions["controlplane.settings"],
         name=params.get("name"), scopes=params.get("scopes", ["send"]),
         allowed_from_domains=params.get("allowed_from_domains"), default_sender=params.get("default_sender"),
-        allowed_ips=params.get("allowed_ips"), actor=actor(), source_ip=request.remote_addr,
+        allowed_ips=params.get("allowed_ips"), rate_limits=params.get("rate_limits"),
+        monthly_quota=params.get("monthly_quota"), actor=actor(), source_ip=request.remote_addr,
     )
     # The key is in this response and nowhere else, ever.
     return success({**describe_key(new.row), "key": new.key}, status=201)
@@ -58,10 +59,21 @@ def delete_credential(key_id: int):
     return success({**describe_key(row), "revoked": True})
 
 
+def _limits():
+    if "controlplane.limits" not in current_app.extensions:
+        from .limits import KeyLimits
+
+        current_app.extensions["controlplane.limits"] = KeyLimits(current_app.extensions["controlplane.settings"])
+    return current_app.extensions["controlplane.limits"]
+
+
 def _send(kind: str):
     params = request_params()
     key = g.api_key
     settings = current_app.extensions["controlplane.settings"]
+    limits = _limits()
+    limits.check_quota(key)
+    rate_headers = limits.consume(key)
     if kind == "message":
         normalised = validate_message(params, key, settings.max_attachment_bytes)
     else:
@@ -69,7 +81,9 @@ def _send(kind: str):
     data = accept(key, kind, normalised, parse_send_at(params.get("send_at")),
                   idempotency_key(params, request.headers.get("Idempotency-Key")))
     # Clients read the id at data.message_id (Node CLI, Action) or top-level message_id (Python SDK).
-    return success(data, message_id=data["message_id"])
+    response = success(data, message_id=data["message_id"])
+    response.headers.update(rate_headers)
+    return response
 
 
 @bp.route("/send/message", methods=POSTAL_METHODS)

@@ -1,0 +1,77 @@
+"""Per-key rate limits with the Node CLI's headers, 429 with Retry-After, and the monthly quota."""
+import time
+
+import pytest
+
+BODY = {"to": ["a@example.com"], "from": "x@mailgoat.dev", "plain_body": "b"}
+
+
+def make_limited_key(app, **options):
+    from controlplane.gateway.keys import create_key
+
+    with app.app_context():
+        return create_key(app.extensions["controlplane.settings"], name="k", scopes="send", actor="t", **options).key
+
+
+def test_every_send_carries_the_three_buckets(app, client, sending_key):
+    response = client.post("/api/v1/send/message", json=BODY, headers={"X-Server-API-Key": sending_key})
+    assert response.status_code == 200
+    for bucket in ("today", "hour", "burst"):
+        assert int(response.headers[f"X-RateLimit-Limit-{bucket}"]) >= 1
+        assert int(response.headers[f"X-RateLimit-Remaining-{bucket}"]) == int(
+            response.headers[f"X-RateLimit-Limit-{bucket}"]) - 1
+        assert int(response.headers[f"X-RateLimit-Reset-{bucket}"]) >= int(time.time())
+    assert response.headers["X-Request-Id"]
+
+
+def test_burst_limit_answers_429_with_retry_after(app, client):
+    key = make_limited_key(app, rate_limits={"burst": 2})
+    headers = {"X-Server-API-Key": key}
+    assert [client.post("/api/v1/send/message", json=BODY, headers=headers).status_code for _ in range(2)] == [200, 200]
+    limited = client.post("/api/v1/send/message", json=BODY, headers=headers)
+    assert limited.status_code == 429
+    body = limited.get_json()
+    assert body["data"]["code"] == "RateLimited" and body["data"]["bucket"] == "burst"
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert limited.headers["X-RateLimit-Remaining-burst"] == "0"
+
+
+def test_limits_are_per_key(app, client, sending_key):
+    key = make_limited_key(app, rate_limits={"burst": 1})
+    client.post("/api/v1/send/message", json=BODY, headers={"X-Server-API-Key": key})
+    assert client.post("/api/v1/send/message", json=BODY, headers={"X-Server-API-Key": key}).status_code == 429
+    assert client.post("/api/v1/send/message", json=BODY, headers={"X-Server-API-Key": sending_key}).status_code == 200
+
+
+def test_monthly_quota(app, client):
+    key = make_limited_key(app, monthly_quota=2)
+    headers = {"X-Server-API-Key": key}
+    for _ in range(2):
+        assert client.post("/api/v1/send/message", json=BODY, headers=headers).status_code == 200
+    over = client.post("/api/v1/send/message", json=BODY, headers=headers)
+    assert over.status_code == 429 and over.get_json()["data"]["code"] == "QuotaExceeded"
+    assert int(over.headers["Retry-After"]) > 0
+
+
+def test_redis_storage_is_shared_between_app_instances(make_app):
+    redis = pytest.importorskip("redis")
+    try:
+        redis.Redis.from_url("redis://127.0.0.1:6379/15").ping()
+    except redis.RedisError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    redis.Redis.from_url("redis://127.0.0.1:6379/15").flushdb()
+    first = make_app(REDIS_URL="redis://127.0.0.1:6379/15")
+    key = make_limited_key(first, rate_limits={"burst": 2})
+    second_client = make_app(REDIS_URL="redis://127.0.0.1:6379/15", DATABASE_URL=first.config["SQLALCHEMY_DATABASE_URI"],
+                             migrate=False).test_client()
+    headers = {"X-Server-API-Key": key}
+    assert first.test_client().post("/api/v1/send/message", json=BODY, headers=headers).status_code == 200
+    assert second_client.post("/api/v1/send/message", json=BODY, headers=headers).status_code == 200
+    assert first.test_client().post("/api/v1/send/message", json=BODY, headers=headers).status_code == 429
+
+
+def test_invalid_limits_are_rejected(client, admin_key):
+    for payload in ({"name": "x", "rate_limits": {"burst": 0}}, {"name": "x", "rate_limits": "fast"},
+                    {"name": "x", "monthly_quota": -5}):
+        response = client.post("/api/v1/credentials", json=payload, headers={"X-Server-API-Key": admin_key})
+        assert response.status_code == 422 and response.get_json()["data"]["code"] == "InvalidLimits"
