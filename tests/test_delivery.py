@@ -195,3 +195,23 @@ def test_concurrent_dispatchers_never_send_a_message_twice(make_app, postgres_ur
     assert len(addresses) == 60 and len(set(addresses)) == 60
     with app.app_context():
         assert {m.state for m in db.session.query(Message).all()} == {"sent"}
+
+
+def test_outbox_metrics_show_depth_and_oldest_age(wired, postal):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    app, client, headers, dispatch = wired
+    send(client, headers)
+    send(client, headers, send_at=(utcnow() + timedelta(hours=1)).isoformat())
+    text = client.get("/metrics").get_data(as_text=True)
+    families = {f.name: f.samples for f in text_string_to_metric_families(text)}
+    depth = {s.labels["state"]: s.value for s in families["mailgoat_outbox_messages"]}
+    assert depth["queued"] == 1 and depth["scheduled"] == 1 and depth["retrying"] == 0
+    assert families["mailgoat_outbox_oldest_due_age_seconds"][0].value >= 0
+    dispatch()
+    text = client.get("/metrics").get_data(as_text=True)
+    families = {f.name: f.samples for f in text_string_to_metric_families(text)}
+    assert {s.labels["state"]: s.value for s in families["mailgoat_outbox_messages"]}["queued"] == 0
+    assert families["mailgoat_outbox_oldest_due_age_seconds"][0].value == 0
+    sent = {s.labels["status"]: s.value for s in families["mailgoat_emails_sent"] if s.name.endswith("_total")}
+    assert sent["sent"] >= 1

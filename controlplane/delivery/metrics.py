@@ -8,3 +8,41 @@ SEND_DURATION = Histogram(
 )
 RETRIES = Counter("mailgoat_retries_total", "Sends to Postal that will be retried.")
 API_ERRORS = Counter("mailgoat_api_errors_total", "Errors answered by the MailGoat API, by code.", ["type"])
+
+
+def outbox_families():
+    """Outbox depth by state and the age of the oldest due message, read at scrape time."""
+    from prometheus_client.core import GaugeMetricFamily
+    from sqlalchemy import func, select
+
+    from ..events.models import WebhookDelivery
+    from ..extensions import db
+    from ..gateway.models import Message
+    from ..timeutil import as_utc, utcnow
+
+    active = ("queued", "scheduled", "sending", "retrying")
+    depth = GaugeMetricFamily("mailgoat_outbox_messages", "Messages not yet handed to Postal, by state.",
+                              labels=["state"])
+    counts = dict(db.session.execute(
+        select(Message.state, func.count()).where(Message.state.in_(active)).group_by(Message.state)
+    ).all())
+    for state in active:
+        depth.add_metric([state], counts.get(state, 0))
+    yield depth
+    now = utcnow()
+    oldest = db.session.execute(
+        select(func.min(Message.next_attempt_at)).where(Message.state.in_(("queued", "retrying")),
+                                                        Message.next_attempt_at <= now)
+    ).scalar_one()
+    age = GaugeMetricFamily("mailgoat_outbox_oldest_due_age_seconds",
+                            "How long the oldest due message has waited (0 when none).")
+    age.add_metric([], (now - as_utc(oldest)).total_seconds() if oldest else 0.0)
+    yield age
+    hooks = GaugeMetricFamily("mailgoat_webhook_outbox", "Subscriber webhook deliveries by state.", labels=["state"])
+    hook_counts = dict(db.session.execute(
+        select(WebhookDelivery.state, func.count()).where(WebhookDelivery.state.in_(("pending", "sending", "dead")))
+        .group_by(WebhookDelivery.state)
+    ).all())
+    for state in ("pending", "sending", "dead"):
+        hooks.add_metric([state], hook_counts.get(state, 0))
+    yield hooks

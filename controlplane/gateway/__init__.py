@@ -11,3 +11,7 @@ def init_gateway(app) -> None:
     app.register_blueprint(bp)
     app.register_blueprint(postal_webhooks)
     app.register_blueprint(subscriber_webhooks)
+
+    from ..delivery.metrics import outbox_families
+
+    app.extensions.setdefault("controlplane.metric_sources", []).append(outbox_families)

@@ -66,10 +66,12 @@ def multiprocess_dir() -> str | None:
 class StateCollector:
     """Series derived from shared state: checks, jobs, workers and the build."""
 
-    def __init__(self, snapshot, job_summaries, build: dict[str, str]):
+    def __init__(self, snapshot, job_summaries, build: dict[str, str], extra_families=()):
         self.snapshot = snapshot
         self.job_summaries = job_summaries
         self.build = build
+        # Families other domains compute from the database (e.g. the outbox), already read.
+        self.extra_families = list(extra_families)
 
     def collect(self):
         info = GaugeMetricFamily("controlplane_build_info", "The running build.", labels=list(self.build))
@@ -125,6 +127,7 @@ class StateCollector:
             if summary.last_success_at is not None:
                 last_success.add_metric([summary.job_id], summary.last_success_at.timestamp())
         yield from (last_run, last_success, last_outcome, last_duration)
+        yield from self.extra_families
 
 
 def render_metrics(state_collector: StateCollector) -> tuple[bytes, str]:

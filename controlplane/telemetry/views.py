@@ -15,13 +15,16 @@ def metrics():
     health = current_app.extensions["controlplane.health"]
     try:
         summaries = job_summaries(list(RECORDED_JOB_IDS))
+        extra = [family for source in current_app.extensions.get("controlplane.metric_sources", [])
+                 for family in source()]
     except Exception:
         # A database outage must not blank the scrape: process metrics still matter most then.
-        summaries = []
+        summaries, extra = [], []
     collector = StateCollector(
         snapshot=health.cache.get(),
         job_summaries=summaries,
         build={"version": VERSION, "commit": COMMIT, "environment": settings.env},
+        extra_families=extra,
     )
     body, content_type = render_metrics(collector)
     return Response(body, content_type=content_type)
