@@ -237,6 +237,27 @@ def keys_salt_status(app):
     click.echo(f"{remaining} active key(s) still on a previous salt (re-hashed on their next use)")
 
 
+# ---------------------------------------------------------------- users
+
+
+@main.group()
+def users():
+    """People who sign in with a password and act with a JWT."""
+
+
+@users.command("create")
+@click.option("--email", required=True)
+@click.option("--role", type=click.Choice(["admin", "operator", "viewer"]), default="viewer", show_default=True)
+@click.password_option(envvar="CONTROLPLANE_USER_PASSWORD", help="Asked for when not given.")
+@with_app
+def users_create(app, email, role, password):
+    """Create a user."""
+    from .gateway.users import create_user
+
+    user = _key_call(create_user, email, password, role, actor="cli")
+    click.echo(f"user {user.id} {user.email} ({user.role}) created")
+
+
 # ---------------------------------------------------------------- checks
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app, g, request
@@ -12,6 +13,7 @@ from ..timeutil import as_utc, utcnow
 from .envelope import GatewayError
 from .keys import find_key
 from .models import ApiKey
+from .users import ROLE_SCOPES, looks_like_jwt, user_from_token
 
 # last_used_at is written at most this often per key, so reads do not turn into writes.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -28,12 +30,27 @@ def presented_key() -> str | None:
     return None
 
 
-def authenticate(*scopes: str) -> ApiKey:
-    """The calling key, which must hold one of `scopes` (admin holds them all)."""
+@dataclass(frozen=True)
+class UserPrincipal:
+    """A signed-in user acting through a JWT: scopes come from the role; owns no messages."""
+
+    user_id: int
+    role: str
+    id = None  # not an API key: ownership checks fall back to scopes
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return ROLE_SCOPES[self.role]
+
+
+def authenticate(*scopes: str, allow_users: bool = False):
+    """The caller (an API key, or a user's JWT where `allow_users`), holding one of `scopes`."""
     key = presented_key()
     if not key:
         raise GatewayError("AccessDenied", "Must be authenticated as a server.")
     settings = current_app.extensions["controlplane.settings"]
+    if looks_like_jwt(key):
+        return _authenticate_user(settings, key, scopes, allow_users)
     row = find_key(settings, key)
     if row is None or row.revoked_at is not None:
         raise GatewayError("InvalidServerAPIKey", "The API token provided in X-Server-API-Key was not valid.")
@@ -45,17 +62,31 @@ def authenticate(*scopes: str) -> ApiKey:
     if row.last_used_at is None or now - as_utc(row.last_used_at) >= LAST_USED_RESOLUTION:
         row.last_used_at = now
         db.session.commit()
-    g.api_key = row
+    g.api_key = g.principal = row
     return row
 
 
-def requires(*scopes: str):
-    """Route decorator: authenticate with any of `scopes` (admin keys hold every scope)."""
+def _authenticate_user(settings, token: str, scopes, allow_users: bool) -> UserPrincipal:
+    if not allow_users:
+        raise GatewayError("ApiKeyRequired", "This endpoint needs an API key, not a user token.", 403)
+    user = user_from_token(settings, token)
+    if user is None:
+        raise GatewayError("InvalidToken", "The token is invalid or has expired; sign in again.", 401)
+    principal = UserPrincipal(user.id, user.role)
+    if not principal.scope_set & {*scopes, "admin"}:
+        raise GatewayError("InsufficientScope", f"The {user.role} role may not do this.")
+    g.user, g.principal = user, principal
+    return principal
+
+
+def requires(*scopes: str, allow_users: bool = False):
+    """Route decorator: authenticate with any of `scopes` (admin holds every scope); users'
+    JWTs are accepted only where `allow_users` (sending and webhooks belong to API keys)."""
 
     def decorator(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            authenticate(*scopes)
+            authenticate(*scopes, allow_users=allow_users)
             return view(*args, **kwargs)
 
         return wrapper
@@ -64,6 +95,8 @@ def requires(*scopes: str):
 
 
 def actor() -> str:
+    if g.get("user") is not None:
+        return f"user:{g.user.id}"
     key = g.get("api_key")
     return f"key:{key.id}" if key is not None else "anonymous"
 

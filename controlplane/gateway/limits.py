@@ -53,6 +53,15 @@ class KeyLimits:
                                429, extra={"bucket": full}, headers={**headers, "Retry-After": str(retry_after)})
         return headers
 
+    def consume_login(self, client_ip: str) -> None:
+        """Password guessing is slowed per client address."""
+        item = RateLimitItemPerMinute(self.settings.login_attempts_per_minute)
+        if not self.limiter.hit(item, "login", client_ip):
+            reset = self.limiter.get_window_stats(item, "login", client_ip).reset_time
+            retry_after = max(1, math.ceil(reset - time.time()))
+            raise GatewayError("RateLimited", f"Too many sign-in attempts; retry in {retry_after}s", 429,
+                               headers={"Retry-After": str(retry_after)})
+
     def check_quota(self, key: ApiKey) -> None:
         quota = key.monthly_quota if key.monthly_quota is not None else self.settings.monthly_quota
         if not quota:

@@ -122,3 +122,20 @@ class PostalEvent(db.Model):
     received_at = mapped_column(UTCDateTime, nullable=False, index=True)
     postal_message_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     payload: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+ROLES = ("admin", "operator", "viewer")
+
+
+class User(db.Model):
+    """A person who signs in (POST /api/v1/auth/login) and acts with a JWT."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), nullable=False, unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at = mapped_column(UTCDateTime, nullable=False)
+    last_login_at = mapped_column(UTCDateTime)
+    disabled_at = mapped_column(UTCDateTime)

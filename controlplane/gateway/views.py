@@ -1,14 +1,17 @@
 """The MailGoat API routes (CONTRACTS.md §1-2)."""
 from __future__ import annotations
 
+import functools
+
 from flask import Blueprint, current_app, g, request
 from sqlalchemy import select
 
 from ..extensions import db
+from ..timeutil import utcnow
 from .auth import actor, requires
 from .envelope import GatewayError, failure, start_timer, success
-from .keys import KeyError_, create_key, describe_key, revoke_key
-from .models import ApiKey
+from .keys import KeyError_, audit, create_key, describe_key, revoke_key
+from .models import ApiKey, User
 from .params import request_params
 from .reading import POSTAL_ONLY, find_message, flat, postal_view, requested_expansions
 from .sending import accept, idempotency_key, parse_send_at, validate_message, validate_raw
@@ -31,7 +34,7 @@ def key_error(exc: KeyError_):
 
 
 @bp.post("/credentials")
-@requires("admin")
+@requires("admin", allow_users=True)
 def create_credential():
     params = request_params()
     new = create_key(
@@ -46,14 +49,14 @@ def create_credential():
 
 
 @bp.get("/credentials")
-@requires("admin")
+@requires("admin", allow_users=True)
 def list_credentials():
     rows = db.session.execute(select(ApiKey).order_by(ApiKey.id)).scalars()
     return success([describe_key(row) for row in rows])
 
 
 @bp.delete("/credentials/<int:key_id>")
-@requires("admin")
+@requires("admin", allow_users=True)
 def delete_credential(key_id: int):
     row = revoke_key(key_id, actor=actor(), source_ip=request.remote_addr)
     return success({**describe_key(row), "revoked": True})
@@ -103,9 +106,9 @@ def send_raw():
 
 
 @bp.get("/messages/<path:identifier>")
-@requires("send", "read")
+@requires("send", "read", allow_users=True)
 def get_message(identifier: str):
-    message, _ = find_message(identifier, g.api_key)
+    message, _ = find_message(identifier, g.principal)
     shown = flat(message)
     # The Python SDK reads this flat; envelope readers find the same object under `data`.
     return {**shown, "data": shown}
@@ -142,11 +145,11 @@ def _ask_postal(path: str, params: dict):
 
 
 @bp.route("/messages/message", methods=POSTAL_METHODS)
-@requires("send", "read")
+@requires("send", "read", allow_users=True)
 def postal_message():
     params = request_params()
     identifier = _required_id(params)
-    message, recipient = find_message(identifier, g.api_key)
+    message, recipient = find_message(identifier, g.principal)
     expansions = requested_expansions(params.get("_expansions"))
     view = postal_view(message, recipient, expansions)
     wanted_from_postal = [e for e in expansions if e in POSTAL_ONLY]
@@ -160,10 +163,10 @@ def postal_message():
 
 
 @bp.route("/messages/deliveries", methods=POSTAL_METHODS)
-@requires("send", "read")
+@requires("send", "read", allow_users=True)
 def postal_deliveries():
     params = request_params()
-    message, recipient = find_message(_required_id(params), g.api_key)
+    message, recipient = find_message(_required_id(params), g.principal)
     postal_id = recipient.postal_id
     # Delivery attempts to remote servers are known only to Postal.
     deliveries = _ask_postal("/api/v1/messages/deliveries", {"id": postal_id}) if postal_id else None
@@ -198,9 +201,41 @@ def delete_message():
 
 
 @bp.get("/messages")
-@requires("send", "read")
+@requires("send", "read", allow_users=True)
 def list_messages():
     from .listing import list_page
 
-    page = list_page(g.api_key, request.args)
+    page = list_page(g.principal, request.args)
     return success(page)
+
+
+@bp.post("/auth/login")
+def login():
+    from .users import check_password, issue_token
+
+    settings = current_app.extensions["controlplane.settings"]
+    _limits().consume_login(request.remote_addr or "unknown")
+    params = request_params()
+    email, password = params.get("email"), params.get("password")
+    if not isinstance(email, str) or not isinstance(password, str):
+        raise GatewayError("ParameterError", "email and password are required", 422, envelope_status="parameter-error")
+    user = db.session.execute(select(User).where(User.email == email.strip().lower())).scalar_one_or_none()
+    # Hash even for an unknown email, so timing does not reveal which emails exist.
+    valid = check_password(password, user.password_hash if user else _dummy_hash()) and user is not None
+    if not valid or user.disabled_at is not None:
+        audit("anonymous", "user.login_failed", f"email:{email[:200]}", request.remote_addr, None)
+        db.session.commit()
+        raise GatewayError("InvalidCredentials", "Email or password is incorrect.", 401)
+    token, expires = issue_token(settings, user)
+    user.last_login_at = utcnow()
+    audit(f"user:{user.id}", "user.login", f"user:{user.id}", request.remote_addr, None)
+    db.session.commit()
+    return success({"token": token, "token_type": "Bearer", "expires_at": expires,
+                    "user": {"id": user.id, "email": user.email, "role": user.role}})
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    from .users import hash_password
+
+    return hash_password("not-a-real-password")
