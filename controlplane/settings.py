@@ -138,6 +138,8 @@ class Settings:
     webhook_allow_private_targets: bool
     rate_limit_burst_per_minute: int
     login_attempts_per_minute: int
+    events_poll_seconds: float
+    events_stream_seconds: float
     jwt_ttl_seconds: int
     rate_limit_per_hour: int
     rate_limit_per_day: int
@@ -241,6 +243,8 @@ class Settings:
             postal_webhook_public_key=env.secret("POSTAL_WEBHOOK_PUBLIC_KEY"),
             postal_jwks_url=_optional_url(env, "POSTAL_JWKS_URL"),
             postal_webhook_allow_unsigned=_development_only(env, "POSTAL_WEBHOOK_ALLOW_UNSIGNED", app_env),
+            events_poll_seconds=env.float("EVENTS_POLL_SECONDS", 1.0, minimum=0.01),
+            events_stream_seconds=env.float("EVENTS_STREAM_SECONDS", 300.0, minimum=1),
             login_attempts_per_minute=env.int("LOGIN_ATTEMPTS_PER_MINUTE", 10, minimum=1),
             jwt_ttl_seconds=env.int("JWT_TTL_SECONDS", 12 * 3600, minimum=60),
             rate_limit_burst_per_minute=env.int("RATE_LIMIT_BURST_PER_MINUTE", 120, minimum=1),

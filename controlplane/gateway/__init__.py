@@ -4,6 +4,7 @@
 def init_gateway(app) -> None:
     from . import models  # noqa: F401  (tables for metadata and migrations)
     from ..events import models as _events  # noqa: F401
+    from ..events.stream import bp as event_stream
     from ..events.views import bp as subscriber_webhooks
     from .postal_events import bp as postal_webhooks
     from .views import bp
@@ -11,6 +12,7 @@ def init_gateway(app) -> None:
     app.register_blueprint(bp)
     app.register_blueprint(postal_webhooks)
     app.register_blueprint(subscriber_webhooks)
+    app.register_blueprint(event_stream)
 
     from ..delivery.metrics import outbox_families
 
