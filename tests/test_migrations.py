@@ -8,8 +8,8 @@ from controlplane.extensions import db
 from controlplane.schema import database_revision, schema_problems
 
 TABLES = {"check_results", "request_stats", "worker_heartbeats", "job_runs", "api_keys", "audit_log", "messages", "message_recipients", "postal_events",
-          "events", "webhooks", "webhook_deliveries", "users"}
-HEAD = "0007_users"
+          "events", "webhooks", "webhook_deliveries", "users", "usage_daily"}
+HEAD = "0008_usage"
 
 
 def test_models_match_migrations(app):

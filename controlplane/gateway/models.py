@@ -1,5 +1,5 @@
 """The gateway's tables: API keys, the audit log, and messages with their recipients."""
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..dbtypes import BigIntPK, UTCDateTime
@@ -139,3 +139,18 @@ class User(db.Model):
     created_at = mapped_column(UTCDateTime, nullable=False)
     last_login_at = mapped_column(UTCDateTime)
     disabled_at = mapped_column(UTCDateTime)
+
+
+class UsageDay(db.Model):
+    """Messages per key per UTC day, by outcome: rolled up from `messages` by the usage job."""
+
+    __tablename__ = "usage_daily"
+
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    day = mapped_column(Date, primary_key=True)
+    accepted: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    sent: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    delivered: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    bounced: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    failed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    updated_at = mapped_column(UTCDateTime, nullable=False)

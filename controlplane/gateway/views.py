@@ -239,3 +239,11 @@ def _dummy_hash() -> str:
     from .users import hash_password
 
     return hash_password("not-a-real-password")
+
+
+@bp.get("/usage")
+@requires("send", "read", allow_users=True)
+def usage():
+    from .usage import usage_report
+
+    return success(usage_report(g.principal, request.args))

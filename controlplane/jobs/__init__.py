@@ -61,6 +61,12 @@ def _fan_out(worker: "Worker") -> None:
         pass
 
 
+def _usage_rollup(worker: "Worker") -> None:
+    from ..gateway.usage import roll_up
+
+    roll_up(days=2)
+
+
 def _retention(worker: "Worker") -> None:
     from ..health.runner import prune_check_results
     from ..telemetry.request_stats import prune_request_stats
@@ -87,12 +93,14 @@ def job_list(settings, health_tick_seconds: float) -> list[Job]:
             recorded=False, description="send due messages through Postal"),
         Job("webhook-fan-out", settings.delivery_interval_seconds, _fan_out, leader_only=False,
             recorded=False, description="send due subscriber webhooks"),
+        Job("usage-rollup", 300, _usage_rollup, leader_only=True,
+            description="count messages per key per day by outcome"),
         Job("retention", 3600, _retention, leader_only=True,
             description="delete request_stats, check_results and job_runs past their retention"),
     ]
 
 
-RECORDED_JOB_IDS = ("health-refresh", "retention")
+RECORDED_JOB_IDS = ("health-refresh", "usage-rollup", "retention")
 
 
 class Worker:
