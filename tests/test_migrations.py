@@ -8,8 +8,9 @@ from controlplane.extensions import db
 from controlplane.schema import database_revision, schema_problems
 
 TABLES = {"check_results", "request_stats", "worker_heartbeats", "job_runs", "api_keys", "audit_log", "messages", "message_recipients", "postal_events",
-          "events", "webhooks", "webhook_deliveries", "users", "usage_daily"}
-HEAD = "0008_usage"
+          "events", "webhooks", "webhook_deliveries", "users", "usage_daily",
+          "inbound_messages"}
+HEAD = "0009_inbound"
 
 
 def test_models_match_migrations(app):

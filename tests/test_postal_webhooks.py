@@ -167,3 +167,51 @@ def test_keys_can_come_from_postal_jwks(make_app, signer):
         assert app.test_client().post("/webhooks/postal", data=body, headers=signer.headers(body)).status_code == 200
     finally:
         server.shutdown()
+
+
+def test_inbound_raw_and_hash_formats_are_stored_and_readable(make_app, signer):
+    import base64
+
+    app = make_app(POSTAL_WEBHOOK_PUBLIC_KEY=signer.public_pem)
+    from controlplane.gateway.keys import create_key
+
+    with app.app_context():
+        settings = app.extensions["controlplane.settings"]
+        reader = create_key(settings, name="r", scopes="read", actor="t").key
+        owner_id = create_key(settings, name="o", scopes="send", allowed_from_domains=["mailgoat.dev"], actor="t").row.id
+    client = app.test_client()
+    raw = {"id": 71, "rcpt_to": "agent@mailgoat.dev", "mail_from": "human@example.com",
+           "message": base64.b64encode(b"Subject: hello\r\n\r\nhi agent").decode(), "base64": True, "size": 28}
+    body = json.dumps(raw).encode()
+    assert client.post("/webhooks/postal/inbound", data=body, headers=signer.headers(body)).status_code == 200
+    duplicate = client.post("/webhooks/postal/inbound", data=body, headers=signer.headers(body))
+    assert duplicate.get_json()["status"] == "duplicate"
+    hashed = {"id": 72, "rcpt_to": "agent@mailgoat.dev", "mail_from": "human@example.com", "subject": "Re: <hi> & more",
+              "plain_body": "thanks", "attachments": []}
+    body = json.dumps(hashed).encode()
+    assert client.post("/webhooks/postal/inbound", data=body, headers=signer.headers(body)).status_code == 200
+    listed = client.get("/api/v1/inbound", headers={"X-Server-API-Key": reader}).get_json()["data"]
+    assert [(m["format"], m["postal_id"]) for m in listed] == [("hash", 72), ("raw", 71)]
+    shown = client.get(f"/api/v1/inbound/{listed[0]['id']}", headers={"X-Server-API-Key": reader}).get_json()["data"]
+    assert shown["subject"] == "Re: <hi> & more" and shown["message"]["plain_body"] == "thanks"
+    with app.app_context():
+        from controlplane.events.models import Event
+
+        assert db.session.query(Event).filter_by(type="message.inbound", api_key_id=owner_id).count() == 2
+    unsigned = client.post("/webhooks/postal/inbound", data=body, headers={"Content-Type": "application/json"})
+    assert unsigned.status_code == 401
+
+
+def test_inbound_form_encoding(make_app, signer):
+    from urllib.parse import urlencode
+
+    app = make_app(POSTAL_WEBHOOK_PUBLIC_KEY=signer.public_pem)
+    body = urlencode({"id": "80", "rcpt_to": "a@mailgoat.dev", "mail_from": "b@example.com", "subject": "form",
+                      "plain_body": "x"}).encode()
+    headers = {**signer.headers(body), "Content-Type": "application/x-www-form-urlencoded"}
+    response = app.test_client().post("/webhooks/postal/inbound", data=body, headers=headers)
+    assert response.status_code == 200
+    with app.app_context():
+        from controlplane.gateway.models import InboundMessage
+
+        assert db.session.query(InboundMessage).one().subject == "form"

@@ -154,3 +154,18 @@ class UsageDay(db.Model):
     bounced: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     failed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     updated_at = mapped_column(UTCDateTime, nullable=False)
+
+
+class InboundMessage(db.Model):
+    """Mail Postal received for us and posted to the inbound endpoint (Hash or RawMessage format)."""
+
+    __tablename__ = "inbound_messages"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    postal_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    format: Mapped[str] = mapped_column(String(16), nullable=False)  # hash | raw
+    rcpt_to: Mapped[str | None] = mapped_column(String(320), index=True)
+    mail_from: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text, nullable=False)
+    received_at = mapped_column(UTCDateTime, nullable=False, index=True)

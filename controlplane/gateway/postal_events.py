@@ -11,8 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from ..extensions import db
 from ..postal.signatures import SignatureError, load_jwks, load_pem, parse_json_object, verify
 from ..timeutil import utcnow
-from ..events.emit import message_event
-from .models import Message, MessageRecipient, PostalEvent
+from ..events.emit import message_event, record_event
+from .models import InboundMessage, Message, MessageRecipient, PostalEvent
 
 log = logging.getLogger(__name__)
 bp = Blueprint("postal_webhooks", __name__)
@@ -47,9 +47,9 @@ def _public_keys():
     return cache["keys"]
 
 
-@bp.post("/webhooks/postal")
-def postal_webhook():
-    body = request.get_data(cache=False)  # the raw bytes Postal signed
+def _verified_body():
+    """(raw body, None) when Postal signed it (or unsigned is allowed), else (None, error response)."""
+    body = request.get_data(cache=True)  # the raw bytes Postal signed (kept for form parsing)
     settings = current_app.extensions["controlplane.settings"]
     signed = request.headers.get("X-Postal-Signature-256") or request.headers.get("X-Postal-Signature")
     if signed or not settings.postal_webhook_allow_unsigned:
@@ -57,10 +57,18 @@ def postal_webhook():
             verify(body, request.headers, _public_keys())
         except SignatureError as exc:
             log.warning("rejected a Postal webhook: %s", exc)
-            return _error(401, "InvalidSignature", str(exc))
+            return None, _error(401, "InvalidSignature", str(exc))
         except Exception as exc:  # a bad configured key or an unreachable JWKS URL
             log.error("cannot verify Postal webhooks: %s", exc)
-            return _error(503, "SignatureKeyUnavailable", "Postal's signing key could not be loaded")
+            return None, _error(503, "SignatureKeyUnavailable", "Postal's signing key could not be loaded")
+    return body, None
+
+
+@bp.post("/webhooks/postal")
+def postal_webhook():
+    body, refused = _verified_body()
+    if refused is not None:
+        return refused
     try:
         document = parse_json_object(body)
     except ValueError as exc:
@@ -120,3 +128,47 @@ def _recipient(postal_id, token) -> MessageRecipient | None:
     if not conditions:
         return None
     return db.session.execute(select(MessageRecipient).where(or_(*conditions)).limit(1)).scalar_one_or_none()
+
+
+@bp.post("/webhooks/postal/inbound")
+def postal_inbound():
+    """Inbound mail from a Postal HTTP endpoint, JSON or form encoded, Hash or RawMessage format."""
+    body, refused = _verified_body()
+    if refused is not None:
+        return refused
+    if (request.content_type or "").startswith("application/json"):
+        try:
+            document = parse_json_object(body)
+        except ValueError as exc:
+            return _error(400, "InvalidJSON", str(exc))
+    else:
+        document = request.form.to_dict()
+    if not document.get("rcpt_to") and not document.get("to"):
+        return _error(422, "InvalidInbound", "expected Postal's Hash or RawMessage format (no rcpt_to)")
+    raw_format = "message" in document and "plain_body" not in document
+    postal_id = int(document["id"]) if str(document.get("id", "")).isdigit() else None
+    if postal_id is not None and db.session.execute(
+            select(InboundMessage).where(InboundMessage.postal_id == postal_id)).scalar_one_or_none():
+        return jsonify(status="duplicate")
+    inbound = InboundMessage(
+        postal_id=postal_id, format="raw" if raw_format else "hash",
+        rcpt_to=document.get("rcpt_to") or document.get("to"), mail_from=document.get("mail_from") or document.get("from"),
+        subject=None if raw_format else document.get("subject"), payload=json.dumps(document), received_at=utcnow(),
+    )
+    db.session.add(inbound)
+    db.session.flush()
+    for key_id in _owners(inbound.rcpt_to):
+        record_event("message.inbound", key_id, {"inbound_id": inbound.id, "rcpt_to": inbound.rcpt_to,
+                                                 "mail_from": inbound.mail_from, "subject": inbound.subject})
+    db.session.commit()
+    return jsonify(status="ok", id=inbound.id)
+
+
+def _owners(rcpt_to: str | None) -> list[int]:
+    """Keys whose sender domains include the recipient's domain hear about its inbound mail."""
+    from .models import ApiKey
+    from .sending import address_domain
+
+    domain = address_domain(rcpt_to or "")
+    keys = db.session.execute(select(ApiKey).where(ApiKey.revoked_at.is_(None), ApiKey.allowed_from_domains.is_not(None)))
+    return [k.id for k in keys.scalars() if domain and domain in k.from_domains]

@@ -247,3 +247,35 @@ def usage():
     from .usage import usage_report
 
     return success(usage_report(g.principal, request.args))
+
+
+@bp.get("/inbound")
+@requires("read", allow_users=True)
+def list_inbound():
+    from .models import InboundMessage
+
+    rows = db.session.execute(select(InboundMessage).order_by(InboundMessage.id.desc()).limit(100)).scalars()
+    return success([_inbound_view(r, full=False) for r in rows])
+
+
+@bp.get("/inbound/<int:inbound_id>")
+@requires("read", allow_users=True)
+def get_inbound(inbound_id: int):
+    from .models import InboundMessage
+
+    row = db.session.get(InboundMessage, inbound_id)
+    if row is None:
+        raise GatewayError("InboundNotFound", f"No inbound message with id {inbound_id}", 404)
+    return success(_inbound_view(row, full=True))
+
+
+def _inbound_view(row, full: bool) -> dict:
+    import json as _json
+
+    from ..timeutil import isoformat
+
+    view = {"id": row.id, "postal_id": row.postal_id, "format": row.format, "rcpt_to": row.rcpt_to,
+            "mail_from": row.mail_from, "subject": row.subject, "received_at": isoformat(row.received_at)}
+    if full:
+        view["message"] = _json.loads(row.payload)
+    return view
