@@ -279,3 +279,10 @@ def _inbound_view(row, full: bool) -> dict:
     if full:
         view["message"] = _json.loads(row.payload)
     return view
+
+
+@bp.get("/openapi.json")
+def openapi():
+    from .openapi import document
+
+    return document()

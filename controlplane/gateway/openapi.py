@@ -1,0 +1,220 @@
+"""The OpenAPI 3.1 description of the MailGoat API, served at /api/v1/openapi.json.
+
+A test checks that every /api/v1 route the app registers is described here, so this file cannot
+silently fall behind the code.
+"""
+from __future__ import annotations
+
+from ..version import VERSION
+
+POSTAL_METHODS = ("get", "post", "patch", "put")
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _envelope(data_schema: dict) -> dict:
+    return {"allOf": [_ref("Envelope"), {"type": "object", "properties": {"data": data_schema}}]}
+
+
+def _json_response(description: str, data_schema: dict, status: str = "200") -> dict:
+    return {status: {"description": description, "content": {"application/json": {"schema": _envelope(data_schema)}}}}
+
+
+ERRORS = {
+    "400": {"$ref": "#/components/responses/BadRequest"},
+    "401": {"$ref": "#/components/responses/Unauthorized"},
+    "403": {"$ref": "#/components/responses/Forbidden"},
+    "422": {"$ref": "#/components/responses/Invalid"},
+}
+
+
+def _operation(summary: str, responses: dict, body: dict | None = None, parameters: list | None = None,
+               security: bool = True, tag: str = "messages") -> dict:
+    operation = {"summary": summary, "tags": [tag], "responses": {**responses, **ERRORS}}
+    if body is not None:
+        operation["requestBody"] = {"content": {
+            "application/json": {"schema": body},
+            "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+            "multipart/form-data": {"schema": {"type": "object"}},
+        }}
+    if parameters:
+        operation["parameters"] = parameters
+    if not security:
+        operation["security"] = []
+    return operation
+
+
+def _query(name: str, description: str, schema: dict | None = None) -> dict:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema or {"type": "string"}}
+
+
+def _path_param(name: str, schema: dict | None = None) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": schema or {"type": "string"}}
+
+
+def document() -> dict:
+    send = _operation("Send a message (Postal's send/message)", {
+        **_json_response("Accepted and queued", _ref("SendResult")),
+        "413": {"$ref": "#/components/responses/TooLarge"},
+        "429": {"$ref": "#/components/responses/RateLimited"},
+    }, body=_ref("SendMessage"))
+    raw = _operation("Send a raw RFC 2822 message (Postal's send/raw)", {
+        **_json_response("Accepted and queued", _ref("SendResult")),
+        "429": {"$ref": "#/components/responses/RateLimited"},
+    }, body=_ref("SendRaw"))
+    by_id = {"type": "object", "required": ["id"], "properties": {
+        "id": {"oneOf": [{"type": "integer"}, {"type": "string"}]},
+        "_expansions": {"oneOf": [{"type": "boolean"}, {"type": "array", "items": {"type": "string"}}]}}}
+    paths = {
+        "/api/v1/send/message": {m: send for m in POSTAL_METHODS},
+        "/api/v1/messages/send": {"post": {**send, "summary": "Send a message (alias used by the 1.0.0b1 Python SDK)"}},
+        "/api/v1/send/raw": {m: raw for m in POSTAL_METHODS},
+        "/api/v1/messages": {"get": _operation("List messages, newest first", _json_response("A page", {
+            "type": "object", "properties": {"messages": {"type": "array", "items": _ref("Message")},
+                                             "next_cursor": {"type": ["string", "null"]}}}), parameters=[
+            _query("state", "Comma-separated states"), _query("recipient", "An exact recipient address"),
+            _query("tag", "Tag"), _query("since", "ISO-8601 or epoch seconds"), _query("until", "ISO-8601 or epoch"),
+            _query("limit", "1..100 (default 50)", {"type": "integer"}), _query("cursor", "From next_cursor")])},
+        "/api/v1/messages/{identifier}": {"get": {
+            **_operation("A message, flat (Python SDK)", {"200": {"description": "The message",
+                         "content": {"application/json": {"schema": _ref("Message")}}},
+                         "404": {"$ref": "#/components/responses/NotFound"}},
+                         parameters=[_path_param("identifier")])}},
+        "/api/v1/messages/message": {m: _operation(
+            "Postal's message lookup with _expansions (by our id, Postal's numeric id or a token)",
+            {**_json_response("The message", {"type": "object"}), "404": {"$ref": "#/components/responses/NotFound"},
+             "503": {"$ref": "#/components/responses/Upstream"}}, body=by_id) for m in POSTAL_METHODS},
+        "/api/v1/messages/deliveries": {m: _operation(
+            "Postal's delivery attempts for a message", {**_json_response("Deliveries", {"type": "array"}),
+                                                         "404": {"$ref": "#/components/responses/NotFound"}},
+            body=by_id) for m in POSTAL_METHODS},
+        "/api/v1/messages/delete": {"post": _operation(
+            "Cancel a queued, scheduled or retrying message",
+            {**_json_response("Cancelled", {"type": "object", "properties": {
+                "success": {"type": "boolean"}, "message_id": {"type": "string"}}}),
+             "404": {"$ref": "#/components/responses/NotFound"},
+             "409": {"$ref": "#/components/responses/Conflict"}}, body=by_id)},
+        "/api/v1/credentials": {
+            "post": _operation("Create an API key (shown once)", _json_response("Created", _ref("CredentialWithKey"), "201"),
+                               body=_ref("NewCredential"), tag="credentials"),
+            "get": _operation("List API keys", _json_response("Keys", {"type": "array", "items": _ref("Credential")}),
+                              tag="credentials"),
+        },
+        "/api/v1/credentials/{key_id}": {"delete": _operation(
+            "Revoke an API key", {**_json_response("Revoked", _ref("Credential")),
+                                  "404": {"$ref": "#/components/responses/NotFound"}},
+            parameters=[_path_param("key_id", {"type": "integer"})], tag="credentials")},
+        "/api/v1/webhooks": {
+            "post": _operation("Subscribe a URL to events (the signing secret is shown once)",
+                               _json_response("Created", _ref("Webhook"), "201"), body={
+                                   "type": "object", "required": ["url"], "properties": {
+                                       "url": {"type": "string"}, "name": {"type": "string"},
+                                       "events": {"type": "array", "items": {"type": "string"}}}}, tag="webhooks"),
+            "get": _operation("List this key's webhooks", _json_response("Webhooks", {"type": "array",
+                                                                                     "items": _ref("Webhook")}),
+                              tag="webhooks"),
+        },
+        "/api/v1/webhooks/{hook_id}": {"delete": _operation(
+            "Delete a webhook", {**_json_response("Deleted", {"type": "object"}),
+                                 "404": {"$ref": "#/components/responses/NotFound"}},
+            parameters=[_path_param("hook_id", {"type": "integer"})], tag="webhooks")},
+        "/api/v1/webhooks/test": {"post": _operation(
+            "Send a signed webhook.test event now", _json_response("Result", {"type": "object"}),
+            body={"type": "object", "properties": {"id": {"type": "integer"}, "url": {"type": "string"},
+                                                   "secret": {"type": "string"}}}, tag="webhooks")},
+        "/api/v1/events": {"get": {
+            **_operation("Server-Sent Events of this key's events (resume with Last-Event-ID)",
+                         {"200": {"description": "text/event-stream", "content": {"text/event-stream": {}}}},
+                         tag="events")}},
+        "/api/v1/usage": {"get": _operation("Messages per key per UTC day by outcome", _json_response("Usage", {
+            "type": "object"}), parameters=[_query("from", "YYYY-MM-DD"), _query("to", "YYYY-MM-DD"),
+                                            _query("key_id", "Readers only")], tag="usage")},
+        "/api/v1/inbound": {"get": _operation("Inbound mail, newest first", _json_response("Inbound", {
+            "type": "array"}), tag="inbound")},
+        "/api/v1/inbound/{inbound_id}": {"get": _operation(
+            "One inbound message", {**_json_response("Inbound message", {"type": "object"}),
+                                    "404": {"$ref": "#/components/responses/NotFound"}},
+            parameters=[_path_param("inbound_id", {"type": "integer"})], tag="inbound")},
+        "/api/v1/auth/login": {"post": _operation(
+            "Sign in; returns a JWT for Authorization: Bearer", {
+                **_json_response("Signed in", {"type": "object", "properties": {
+                    "token": {"type": "string"}, "expires_at": {"type": "integer"}, "user": {"type": "object"}}}),
+                "429": {"$ref": "#/components/responses/RateLimited"}},
+            body={"type": "object", "required": ["email", "password"], "properties": {
+                "email": {"type": "string"}, "password": {"type": "string"}}}, security=False, tag="auth")},
+        "/api/v1/openapi.json": {"get": _operation("This document", {"200": {"description": "OpenAPI 3.1"}},
+                                                   security=False, tag="meta")},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "MailGoat API", "version": VERSION,
+                 "description": "Postal-compatible sending with keys, limits, durable delivery and events."},
+        "servers": [{"url": "/"}],
+        "security": [{"ServerApiKey": []}, {"Bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "ServerApiKey": {"type": "apiKey", "in": "header", "name": "X-Server-API-Key"},
+                "Bearer": {"type": "http", "scheme": "bearer", "description": "An API key, or a user's JWT"},
+            },
+            "schemas": _schemas(),
+            "responses": {name: {"description": text, "content": {"application/json": {"schema": _ref("Error")}}}
+                          for name, text in (("BadRequest", "Malformed request"), ("Unauthorized", "No or bad credentials"),
+                                             ("Forbidden", "Wrong scope, role or client address"),
+                                             ("Invalid", "Validation failed (Postal's codes)"),
+                                             ("NotFound", "No such object"), ("Conflict", "Not in a state for this"),
+                                             ("TooLarge", "Body or attachment too large"),
+                                             ("RateLimited", "Rate limit or quota reached; see Retry-After"),
+                                             ("Upstream", "Postal is unavailable"))},
+        },
+    }
+
+
+def _schemas() -> dict:
+    addresses = {"oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]}
+    return {
+        "Envelope": {"type": "object", "required": ["status", "time", "flags", "data"], "properties": {
+            "status": {"enum": ["success", "error", "parameter-error"]}, "time": {"type": "number"},
+            "flags": {"type": "object"}, "data": {}}},
+        "Error": {"allOf": [{"$ref": "#/components/schemas/Envelope"}, {"type": "object", "properties": {
+            "data": {"type": "object", "required": ["code", "message"],
+                     "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
+            "error": {"type": "string"}, "message": {"type": "string"}}}]},
+        "SendMessage": {"type": "object", "properties": {
+            "to": addresses, "cc": addresses, "bcc": addresses, "from": {"type": "string"},
+            "sender": {"type": "string"}, "subject": {"type": "string"}, "reply_to": {"type": "string"},
+            "plain_body": {"type": "string"}, "html_body": {"type": "string"}, "tag": {"type": "string"},
+            "bounce": {"type": "boolean"}, "headers": {"type": "object"},
+            "attachments": {"type": "array", "items": {"type": "object", "properties": {
+                "name": {"type": "string"}, "content_type": {"type": "string"}, "data": {"type": "string"}}}},
+            "send_at": {"oneOf": [{"type": "string"}, {"type": "number"}]}}},
+        "SendRaw": {"type": "object", "required": ["mail_from", "rcpt_to", "data"], "properties": {
+            "mail_from": {"type": "string"}, "rcpt_to": addresses, "data": {"type": "string"},
+            "bounce": {"type": "boolean"}}},
+        "SendResult": {"type": "object", "properties": {
+            "message_id": {"type": "string"},
+            "messages": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+                "id": {"type": "integer"}, "token": {"type": "string"}}}}}},
+        "Message": {"type": "object", "properties": {
+            "id": {"type": "string"}, "message_id": {"type": "string"}, "to": {"type": "array"},
+            "from": {"type": "string"}, "subject": {"type": ["string", "null"]}, "plain_body": {},
+            "body": {}, "status": {"type": "string"}, "recipients": {"type": "array"}}},
+        "NewCredential": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string"}, "scopes": {"type": "array", "items": {"enum": ["send", "read", "admin"]}},
+            "allowed_from_domains": {"type": "array", "items": {"type": "string"}},
+            "default_sender": {"type": "string"}, "allowed_ips": {"type": "array", "items": {"type": "string"}},
+            "rate_limits": {"type": "object"}, "monthly_quota": {"type": "integer"}}},
+        "Credential": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "name": {"type": "string"}, "prefix": {"type": "string"},
+            "scopes": {"type": "array"}, "created_at": {"type": "string"}, "last_used_at": {},
+            "revoked_at": {}}},
+        "CredentialWithKey": {"allOf": [{"$ref": "#/components/schemas/Credential"},
+                                        {"type": "object", "properties": {"key": {"type": "string"}}}]},
+        "Webhook": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "url": {"type": "string"}, "name": {"type": "string"},
+            "events": {"type": "array"}, "enabled": {"type": "boolean"}, "created_at": {"type": "string"},
+            "last_used_at": {}}},
+    }
