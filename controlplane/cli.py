@@ -36,9 +36,18 @@ def with_app(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from sqlalchemy.exc import OperationalError, ProgrammingError
+
         app = build_app()
         with app.app_context():
-            return func(app, *args, **kwargs)
+            try:
+                return func(app, *args, **kwargs)
+            except (OperationalError, ProgrammingError) as exc:
+                # Most often a database that was never migrated, or one that is unreachable.
+                first_line = str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines()[0]
+                raise click.ClickException(
+                    f"database error: {first_line} (is it reachable, and migrated with `controlplane db upgrade`?)"
+                ) from None
 
     return wrapper
 

@@ -57,3 +57,10 @@ def test_db_cli_upgrade_current_check(base_env):
     assert result.exit_code == 0 and "agree" in result.output
     result = runner.invoke(main, ["db", "downgrade", "--yes", "--revision", "base"], env=env)
     assert result.exit_code == 0 and "(empty: no migrations applied)" in result.output
+
+
+def test_cli_commands_on_an_unmigrated_database_explain_instead_of_crashing(base_env):
+    result = CliRunner().invoke(main, ["keys", "list"], env=base_env)
+    assert result.exit_code == 1
+    assert "run" in result.output and "controlplane db upgrade" in result.output
+    assert "Traceback" not in result.output
