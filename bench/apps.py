@@ -7,6 +7,7 @@ Served as `bench.apps:make_bare()`, `bench.apps:make_service()` and `bench.apps:
 every request sampled and spans batched to an in-memory exporter.
 `service_untraced`: the same app with metrics and tracing both off (the telemetry baseline).
 """
+import os
 from collections import deque
 
 from flask import Flask, jsonify
@@ -55,3 +56,40 @@ def make_service(telemetry: bool = True, tracing: bool = True) -> Flask:
         app.wsgi_app = app.wsgi_app.wsgi_app
     return app
 
+
+
+def make_insert_baseline() -> Flask:
+    """The accept baseline: Flask + Flask-SQLAlchemy that only inserts the same message and
+    recipient rows a send stores (same tables, same database), and answers with their ids."""
+    import json
+    import secrets
+    import uuid
+
+    from flask import request
+
+    from controlplane.extensions import db
+    from controlplane.gateway.models import Message, MessageRecipient
+    from controlplane.timeutil import utcnow
+
+    app = Flask("insert-baseline")
+    app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
+    db.init_app(app)
+
+    @app.post("/baseline/send")
+    def send():
+        params = request.get_json()
+        now = utcnow()
+        public_id = str(uuid.uuid4())
+        message = Message(public_id=public_id, message_id=f"{public_id}@mailgoat.dev", api_key_id=None,
+                          kind="message", state="queued", params=json.dumps(params), from_address=params["from"],
+                          subject=params.get("subject"), response="{}", next_attempt_at=now, attempts=0,
+                          created_at=now, updated_at=now)
+        db.session.add(message)
+        db.session.flush()
+        recipient = MessageRecipient(message_pk=message.id, address=params["to"][0], token=secrets.token_hex(8))
+        db.session.add(recipient)
+        db.session.commit()
+        return jsonify({"message_id": message.message_id, "id": recipient.id})
+
+    app.add_url_rule("/baseline/health", "health", _constant)
+    return app

@@ -43,7 +43,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(app_path: str, env: dict, workers: int):
+def gunicorn(app_path: str, env: dict, workers: int, probe: str = "/health"):
     port = free_port()
     metrics_dir = tempfile.mkdtemp(prefix="bench-metrics-")
     full_env = {**env, "PORT": str(port), "WEB_CONCURRENCY": str(workers), "GUNICORN_ACCESS_LOG": "/dev/null",
@@ -55,7 +55,7 @@ def gunicorn(app_path: str, env: dict, workers: int):
         deadline = time.monotonic() + 60
         while True:
             try:
-                httpx.get(url + "/health", timeout=2)
+                httpx.get(url + probe, timeout=2)
                 break
             except httpx.HTTPError:
                 if time.monotonic() > deadline or process.poll() is not None:
@@ -72,8 +72,15 @@ def gunicorn(app_path: str, env: dict, workers: int):
 
 
 def wrk(url: str, seconds: int, connections: int) -> float:
-    output = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", url],
-                            capture_output=True, text=True, check=True).stdout
+    return wrk_output(url, seconds, connections)
+
+
+def wrk_output(url: str, seconds: int, connections: int, script=None) -> float:
+    """Requests/s of one wrk run; `script` is a Lua file making each request."""
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", url]
+    if script is not None:
+        command[1:1] = ["-s", str(script)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if non_2xx:
         raise RuntimeError(f"{url}: {non_2xx.group(1)} non-2xx responses")

@@ -215,3 +215,19 @@ def test_outbox_metrics_show_depth_and_oldest_age(wired, postal):
     assert families["mailgoat_outbox_oldest_due_age_seconds"][0].value == 0
     sent = {s.labels["status"]: s.value for s in families["mailgoat_emails_sent"] if s.name.endswith("_total")}
     assert sent["sent"] >= 1
+
+
+def test_parallel_dispatch_sends_each_message_once(wired, postal):
+    from concurrent.futures import ThreadPoolExecutor
+
+    app, client, headers, _ = wired
+    for i in range(20):
+        send(client, headers, to=[f"user{i}@example.com"])
+    settings = app.extensions["controlplane.settings"]
+    with ThreadPoolExecutor(6) as pool, app.app_context():
+        while dispatch_due(settings, postal_client(app), "w", pool):
+            pass
+    addresses = [a for call in postal.sent for a in call["params"]["to"]]
+    assert sorted(addresses) == sorted(f"user{i}@example.com" for i in range(20))
+    with app.app_context():
+        assert {m.state for m in db.session.query(Message).all()} == {"sent"}

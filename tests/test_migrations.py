@@ -62,5 +62,5 @@ def test_db_cli_upgrade_current_check(base_env):
 def test_cli_commands_on_an_unmigrated_database_explain_instead_of_crashing(base_env):
     result = CliRunner().invoke(main, ["keys", "list"], env=base_env)
     assert result.exit_code == 1
-    assert "database error: no such table" in result.output and "controlplane db upgrade" in result.output
+    assert "database error: " in result.output and "controlplane db upgrade" in result.output
     assert "Traceback" not in result.output

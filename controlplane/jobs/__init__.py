@@ -50,7 +50,7 @@ def _dispatch(worker: "Worker") -> None:
     from ..delivery import dispatch_due
 
     # Drain the backlog within this run, batch by batch, rather than one batch per interval.
-    while dispatch_due(worker.settings, worker.postal, worker.instance):
+    while dispatch_due(worker.settings, worker.postal, worker.instance, worker.send_pool):
         pass
 
 
@@ -118,6 +118,9 @@ class Worker:
         from ..outbound import http_client
 
         self.webhook_http = http_client(app, self.settings.webhook_timeout_seconds)
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.send_pool = ThreadPoolExecutor(self.settings.delivery_concurrency, thread_name_prefix="send")
         self.jobs = job_list(self.settings, health.tick_seconds)
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
         self._stopped = threading.Event()
@@ -161,6 +164,7 @@ class Worker:
             return
         self._stopped.set()
         self.scheduler.shutdown(wait=True)
+        self.send_pool.shutdown(wait=True)
         self.check_runner.shutdown()
         self.leader.release()
         try:
