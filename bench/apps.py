@@ -82,7 +82,7 @@ def make_insert_baseline() -> Flask:
         public_id = str(uuid.uuid4())
         message = Message(public_id=public_id, message_id=f"{public_id}@mailgoat.dev", api_key_id=None,
                           kind="message", state="queued", params=json.dumps(params), from_address=params["from"],
-                          subject=params.get("subject"), response="{}", next_attempt_at=now, attempts=0,
+                          subject=params.get("subject"), next_attempt_at=now, attempts=0,
                           created_at=now, updated_at=now)
         db.session.add(message)
         db.session.flush()

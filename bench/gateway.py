@@ -38,7 +38,11 @@ ADMIN_URL = os.environ.get("CONTROLPLANE_BENCH_POSTGRES_URL", "postgresql://post
 
 LUA = """
 local counter = 0
-local prefix = tostring(math.random(1, 1000000000))
+local prefix = "?"
+init = function(args)
+  -- Unique per wrk thread and per run (tostring({}) holds this Lua state's table address).
+  prefix = tostring(os.time()) .. tostring({}):sub(8)
+end
 request = function()
   counter = counter + 1
   local body = '{"to":["bench@example.com"],"from":"agent@mailgoat.dev","subject":"bench","plain_body":"hello",' ..
@@ -122,7 +126,8 @@ def dispatch(args) -> None:
     postal = PostalDouble().start()
     postal.mode, postal.delay = "slow", args.postal_ms / 1000
     env = {**environment(database_url, data_dir), "POSTAL_API_URL": postal.url, "POSTAL_API_KEY": postal.api_key,
-           "POSTAL_TRANSPORT": "http", "DELIVERY_INTERVAL_SECONDS": "0.2"}
+           "POSTAL_TRANSPORT": "http", "DELIVERY_INTERVAL_SECONDS": "0.2",
+           **({"DELIVERY_CONCURRENCY": str(args.concurrency)} if args.concurrency else {})}
     try:
         controlplane(env, "db", "upgrade")
         key = bench_key(env)
@@ -257,6 +262,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--postal-ms", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, help="DELIVERY_CONCURRENCY for the worker (default: setting)")
     args = parser.parse_args()
     if args.benchmark == "durability" and args.messages == 3000:
         args.messages = 10_000

@@ -13,7 +13,6 @@ import random
 from datetime import timedelta
 from time import perf_counter
 
-from flask import current_app
 from sqlalchemy import and_, or_, select
 
 from ..events.emit import message_event
@@ -40,71 +39,91 @@ def claim_due(settings, worker: str) -> list[int]:
         select(Message).where(due).order_by(Message.next_attempt_at)
         .limit(settings.delivery_batch_size).with_for_update(skip_locked=True)
     ).scalars().all()
+    claimed = []
     for row in rows:
         row.state = "sending"
         row.claimed_by = worker
         row.claim_expires_at = now + timedelta(seconds=settings.delivery_claim_seconds)
         row.attempts += 1
         row.updated_at = now
+        claimed.append(row.id)  # read before commit expires the rows
     db.session.commit()
-    return [row.id for row in rows]
+    return claimed
 
 
 def dispatch_due(settings, client, worker: str, pool=None) -> int:
-    """Claim and send one batch; returns how many messages were attempted.
+    """Claim one batch, send it, and record the outcomes; returns how many were attempted.
 
-    With a `pool` (a thread pool of DELIVERY_CONCURRENCY), the batch is sent in parallel, each
-    send in its own app context and session: Postal answers in tens of milliseconds, so
-    sending one at a time would cap a worker at a few dozen messages a second.
+    Only the Postal calls run in parallel (on `pool`, DELIVERY_CONCURRENCY threads): Postal
+    answers in tens of milliseconds, so one-at-a-time sending would cap a worker at a few dozen
+    messages a second. The outcomes are then written in one transaction, which keeps the
+    database work per message small.
     """
     if client is None:
         return 0  # Postal unconfigured: messages stay queued and the postal check says so
     claimed = claim_due(settings, worker)
-    if pool is None or len(claimed) < 2:
-        for pk in claimed:
-            send_one(settings, client, pk, worker)
-        return len(claimed)
-    app = current_app._get_current_object()
-
-    def send_in_context(pk: int) -> None:
-        with app.app_context():
-            try:
-                send_one(settings, client, pk, worker)
-            finally:
-                db.session.remove()
-
-    for future in [pool.submit(send_in_context, pk) for pk in claimed]:
-        future.result()  # re-raise a crash here, where the job runner logs it
+    if not claimed:
+        return 0
+    batch = db.session.execute(
+        select(Message.id, Message.kind, Message.params).where(Message.id.in_(claimed))
+    ).all()
+    db.session.commit()  # hold no transaction (nor connection) while waiting on Postal
+    calls = [(row.id, PATHS[row.kind], json.loads(row.params)) for row in batch]
+    mapper = pool.map if pool is not None and len(calls) > 1 else map
+    outcomes = dict(mapper(lambda call: (call[0], _call_postal(client, call[1], call[2])), calls))
+    _record_outcomes(settings, worker, outcomes)
     return len(claimed)
 
 
-def send_one(settings, client, pk: int, worker: str) -> None:
-    message = db.session.get(Message, pk)
-    if message is None or message.state != "sending" or message.claimed_by != worker:
-        return  # cancelled, or reclaimed by another worker after our claim expired
+def _call_postal(client, path: str, params: dict):
+    """Postal's data, or the PostalRejected / PostalUnavailable it raised."""
     started = perf_counter()
     try:
-        data = client.call(PATHS[message.kind], json.loads(message.params))
-    except PostalRejected as exc:
-        _finish(message, "failed", exc.code, exc.message)
-        message_event("message.failed", message, error={"code": exc.code, "message": exc.message})
-        EMAILS_SENT.labels(status="failed").inc()
-    except PostalUnavailable as exc:
-        _retry_or_fail(settings, message, str(exc))
-    else:
-        _record_sent(message, data)
-        EMAILS_SENT.labels(status="sent").inc()
+        return client.call(path, params)
+    except (PostalRejected, PostalUnavailable) as exc:
+        return exc
+    except Exception as exc:  # a bug must not lose the batch: retry it like an outage
+        log.exception("unexpected error calling Postal")
+        return PostalUnavailable(f"{type(exc).__name__}: {exc}")
     finally:
         SEND_DURATION.observe(perf_counter() - started)
+
+
+def _record_outcomes(settings, worker: str, outcomes: dict) -> None:
+    messages = db.session.execute(
+        select(Message).where(Message.id.in_(list(outcomes))).with_for_update()
+    ).scalars().all()
+    recipients: dict[int, list[MessageRecipient]] = {}
+    for recipient in db.session.execute(
+            select(MessageRecipient).where(MessageRecipient.message_pk.in_(list(outcomes)))).scalars():
+        recipients.setdefault(recipient.message_pk, []).append(recipient)
+    for message in messages:
+        if message.state != "sending" or message.claimed_by != worker:
+            continue  # cancelled meanwhile, or our claim expired and another worker took it
+        outcome = outcomes[message.id]
+        if isinstance(outcome, PostalRejected):
+            _finish(message, "failed", outcome.code, outcome.message)
+            message_event("message.failed", message, error={"code": outcome.code, "message": outcome.message})
+            EMAILS_SENT.labels(status="failed").inc()
+        elif isinstance(outcome, PostalUnavailable):
+            _retry_or_fail(settings, message, str(outcome))
+        else:
+            _record_sent(message, outcome, recipients.get(message.id, []))
+            EMAILS_SENT.labels(status="sent").inc()
     db.session.commit()
 
 
-def _record_sent(message: Message, data: dict) -> None:
+def send_one(settings, client, pk: int, worker: str) -> None:
+    """Send one claimed message now (used by tests and tools; the worker sends in batches)."""
+    row = db.session.execute(select(Message.kind, Message.params).where(Message.id == pk)).one_or_none()
+    db.session.commit()
+    if row is not None:
+        _record_outcomes(settings, worker, {pk: _call_postal(client, PATHS[row.kind], json.loads(row.params))})
+
+
+def _record_sent(message: Message, data: dict, recipients: list[MessageRecipient]) -> None:
     message.postal_message_id = data.get("message_id")
     per_address = data.get("messages") or {}
-    recipients = db.session.execute(
-        select(MessageRecipient).where(MessageRecipient.message_pk == message.id)
-    ).scalars()
     for recipient in recipients:
         postal = per_address.get(recipient.address) or {}
         recipient.postal_id = postal.get("id")

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import uuid
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ..extensions import db
 from ..timeutil import isoformat, utcnow
@@ -20,17 +22,30 @@ def record_event(event_type: str, api_key_id: int | None, data: dict) -> Event:
     event = Event(uuid=str(uuid.uuid4()), api_key_id=api_key_id, type=event_type, created_at=now, payload="")
     event.payload = json.dumps({"id": event.uuid, "type": event_type, "created_at": isoformat(now), "data": data})
     db.session.add(event)
-    db.session.flush()
-    if api_key_id is not None:
-        hooks = db.session.execute(
+    hooks = [h for h in _active_webhooks(api_key_id) if h.wants(event_type)] if api_key_id is not None else []
+    if hooks:
+        db.session.flush()  # only for the event's id; most events have no subscriber
+        for hook in hooks:
+            db.session.add(WebhookDelivery(webhook_id=hook.id, event_pk=event.id, state="pending", attempts=0,
+                                           next_attempt_at=now, created_at=now))
+    return event
+
+
+def _active_webhooks(api_key_id: int) -> list[Webhook]:
+    """A key's webhooks, looked up once per transaction (a delivery batch emits many events)."""
+    cache = db.session.info.setdefault("active_webhooks", {})
+    if api_key_id not in cache:
+        cache[api_key_id] = db.session.execute(
             select(Webhook).where(Webhook.api_key_id == api_key_id, Webhook.enabled.is_(True),
                                   Webhook.deleted_at.is_(None))
-        ).scalars()
-        for hook in hooks:
-            if hook.wants(event_type):
-                db.session.add(WebhookDelivery(webhook_id=hook.id, event_pk=event.id, state="pending", attempts=0,
-                                               next_attempt_at=now, created_at=now))
-    return event
+        ).scalars().all()
+    return cache[api_key_id]
+
+
+@sa_event.listens_for(Session, "after_transaction_end")
+def _forget_webhooks(session, transaction) -> None:
+    if transaction.parent is None:  # the outermost transaction ended: a webhook may have changed
+        session.info.pop("active_webhooks", None)
 
 
 def message_event(event_type: str, message, **extra) -> Event:

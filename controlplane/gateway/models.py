@@ -84,7 +84,6 @@ class Message(db.Model):
     subject: Mapped[str | None] = mapped_column(Text)
     tag: Mapped[str | None] = mapped_column(String(255), index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
-    response: Mapped[str] = mapped_column(Text, nullable=False)  # the accept response, replayed on retries
     send_at = mapped_column(UTCDateTime)
     next_attempt_at = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

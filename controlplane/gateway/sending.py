@@ -152,20 +152,33 @@ def idempotency_key(params: dict, header_value: str | None) -> str | None:
     return header_value[:255] if header_value and header_value.strip() else None
 
 
+def response_data(message: Message, recipients: list[MessageRecipient]) -> dict:
+    """What send answers: the message id and each recipient's id and token, as Postal does."""
+    return {"message_id": message.message_id,
+            "messages": {r.address: {"id": r.id, "token": r.token} for r in recipients}}
+
+
 def replay(key: ApiKey, idem_key: str | None) -> dict | None:
+    """The original answer for a repeated idempotency key, rebuilt from what was stored."""
     if idem_key is None:
         return None
-    row = db.session.execute(
+    message = db.session.execute(
         select(Message).where(Message.api_key_id == key.id, Message.idempotency_key == idem_key)
     ).scalar_one_or_none()
-    return json.loads(row.response) if row is not None else None
+    if message is None:
+        return None
+    recipients = db.session.execute(
+        select(MessageRecipient).where(MessageRecipient.message_pk == message.id).order_by(MessageRecipient.id)
+    ).scalars().all()
+    return response_data(message, recipients)
 
 
 def accept(key: ApiKey, kind: str, normalised: dict, send_at: datetime | None, idem_key: str | None) -> dict:
-    """Store the message and return the response data; idempotent on (key, idempotency key)."""
-    previous = replay(key, idem_key)
-    if previous is not None:
-        return previous
+    """Store the message and return the response data; idempotent on (key, idempotency key).
+
+    The common case (a new key) costs no lookup: the unique constraint on (key, idempotency key)
+    turns a repeat into an IntegrityError, and the original answer is rebuilt from the rows.
+    """
     now = utcnow()
     public_id = str(uuid.uuid4())
     sender = normalised["from"] if kind == "message" else normalised["mail_from"]
@@ -176,24 +189,23 @@ def accept(key: ApiKey, kind: str, normalised: dict, send_at: datetime | None, i
         public_id=public_id, message_id=message_id, api_key_id=key.id, kind=kind,
         state="scheduled" if scheduled else "queued", params=json.dumps(normalised),
         from_address=sender, subject=normalised.get("subject"), tag=normalised.get("tag"),
-        idempotency_key=idem_key, response="{}", send_at=send_at, next_attempt_at=send_at if scheduled else now,
+        idempotency_key=idem_key, send_at=send_at, next_attempt_at=send_at if scheduled else now,
         attempts=0, created_at=now, updated_at=now,
     )
     db.session.add(message)
-    db.session.flush()
-    rows = []
-    for address in dict.fromkeys(recipients):
-        row = MessageRecipient(message_pk=message.id, address=address, token=new_token())
-        db.session.add(row)
-        rows.append(row)
-    db.session.flush()
-    data = {"message_id": message_id, "messages": {r.address: {"id": r.id, "token": r.token} for r in rows}}
-    message.response = json.dumps(data)
-    message_event("message.queued", message)
     try:
+        db.session.flush()
+        rows = []
+        for address in dict.fromkeys(recipients):
+            row = MessageRecipient(message_pk=message.id, address=address, token=new_token())
+            db.session.add(row)
+            rows.append(row)
+        message_event("message.queued", message)
+        db.session.flush()
+        data = response_data(message, rows)
         db.session.commit()
     except IntegrityError:
-        # Another request with the same idempotency key won the race: answer as it did.
+        # A repeat of an idempotency key (or a race with the first request): answer as it was.
         db.session.rollback()
         previous = replay(key, idem_key)
         if previous is None:

@@ -30,6 +30,9 @@ class PostalDouble:
         double = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as a real Postal behind its proxy: no new connection (and thread) per call.
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, *args):
                 pass
 
