@@ -197,8 +197,11 @@ def durability(args) -> None:
                 return conn.execute(text("SELECT count(*) FROM messages WHERE state = 'sent'")).scalar()
 
         timeline = []
-        for fraction, action in ((0.15, "kill"), (0.35, "postal-down"), (0.5, "postal-up"), (0.65, "kill")):
-            while sent_count() < args.messages * fraction:
+        # Each step waits for a share of the mail to be sent; Postal comes back after 5 s down.
+        for fraction, action in ((0.15, "kill"), (0.35, "postal-down"), (None, "postal-up"), (0.65, "kill")):
+            if fraction is None:
+                time.sleep(5)
+            while fraction is not None and sent_count() < args.messages * fraction:
                 time.sleep(0.05)
             if action == "kill":
                 worker.send_signal(signal.SIGKILL)
