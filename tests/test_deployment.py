@@ -5,7 +5,6 @@ import subprocess
 import sys
 import time
 import tomllib
-from pathlib import Path
 
 import httpx
 import pytest

@@ -12,7 +12,6 @@ from ..extensions import db
 from ..timeutil import as_utc, utcnow
 from .envelope import GatewayError
 from .keys import find_key
-from .models import ApiKey
 from .users import ROLE_SCOPES, looks_like_jwt, user_from_token
 
 # last_used_at is written at most this often per key, so reads do not turn into writes.

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import functools
+import json
 
 from flask import Blueprint, current_app, g, request
 from sqlalchemy import select
 
 from ..extensions import db
-from ..timeutil import utcnow
+from ..timeutil import isoformat, utcnow
 from .auth import actor, requires
 from .envelope import GatewayError, failure, start_timer, success
 from .keys import KeyError_, audit, create_key, describe_key, revoke_key
@@ -270,14 +271,10 @@ def get_inbound(inbound_id: int):
 
 
 def _inbound_view(row, full: bool) -> dict:
-    import json as _json
-
-    from ..timeutil import isoformat
-
     view = {"id": row.id, "postal_id": row.postal_id, "format": row.format, "rcpt_to": row.rcpt_to,
             "mail_from": row.mail_from, "subject": row.subject, "received_at": isoformat(row.received_at)}
     if full:
-        view["message"] = _json.loads(row.payload)
+        view["message"] = json.loads(row.payload)
     return view
 
 
