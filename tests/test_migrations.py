@@ -10,7 +10,7 @@ from controlplane.schema import database_revision, schema_problems
 TABLES = {"check_results", "request_stats", "worker_heartbeats", "job_runs", "api_keys", "audit_log", "messages", "message_recipients", "postal_events",
           "events", "webhooks", "webhook_deliveries", "users", "usage_daily",
           "inbound_messages"}
-HEAD = "0010_drop_message_response"
+HEAD = "0011_outbox_index"
 
 
 def test_models_match_migrations(app):

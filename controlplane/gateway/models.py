@@ -1,5 +1,5 @@
 """The gateway's tables: API keys, the audit log, and messages with their recipients."""
-from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..dbtypes import BigIntPK, UTCDateTime
@@ -68,6 +68,10 @@ class Message(db.Model):
     __table_args__ = (
         UniqueConstraint("api_key_id", "idempotency_key", name="uq_messages_api_key_idempotency_key"),
         Index("ix_messages_due", "state", "next_attempt_at"),
+        # What the delivery loop scans for: only the rows still owed to Postal, in due order.
+        Index("ix_messages_outbox", "next_attempt_at",
+              postgresql_where=text("state IN ('queued', 'scheduled', 'retrying')"),
+              sqlite_where=text("state IN ('queued', 'scheduled', 'retrying')")),
         Index("ix_messages_key_created", "api_key_id", "created_at"),  # the monthly quota count
     )
 

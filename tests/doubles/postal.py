@@ -170,3 +170,20 @@ class PostalSigner:
         der = self.public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
         headers["X-Postal-Signature-KID"] = hashlib.sha256(der).hexdigest()
         return headers
+
+
+def serve_forever(delay_ms: int = 20) -> None:
+    """Run a double in its own process (benchmarks): prints its URL, then serves until killed."""
+    import sys
+
+    double = PostalDouble()
+    double.mode, double.delay = "slow", delay_ms / 1000
+    print(double.url, double.api_key, flush=True)
+    sys.stdout.close()
+    double.server.serve_forever()
+
+
+if __name__ == "__main__":
+    import sys
+
+    serve_forever(int(sys.argv[1]) if len(sys.argv) > 1 else 20)
