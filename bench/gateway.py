@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from bench.http_ratio import gunicorn, wrk_output
+from bench.http_ratio import alternate, gunicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get("CONTROLPLANE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -94,24 +93,9 @@ def accept(args) -> None:
             script = Path(data_dir) / f"{label}.lua"
             script.write_text(LUA % {"path": path, "key": key})
             scripts[label] = script
-        ratios, rates = [], {"baseline": [], "ours": []}
         with gunicorn("bench.apps:make_insert_baseline()", env, args.workers, probe="/baseline/health") as base_url, \
                 gunicorn("controlplane.wsgi:app", env, args.workers) as ours_url:
-            urls = {"baseline": base_url, "ours": ours_url}
-            for label in urls:
-                wrk_output(urls[label], 2, args.connections, scripts[label])
-            for round_number in range(1, args.rounds + 1):
-                order = ("baseline", "ours") if round_number % 2 else ("ours", "baseline")
-                result = {label: wrk_output(urls[label], args.seconds, args.connections, scripts[label])
-                          for label in order}
-                for label in result:
-                    rates[label].append(result[label])
-                ratios.append(result["ours"] / result["baseline"])
-                print(f"  round {round_number}: baseline {result['baseline']:.0f} req/s, ours {result['ours']:.0f} req/s, "
-                      f"ratio {ratios[-1]:.3f}", flush=True)
-        print(f"  medians: baseline {statistics.median(rates['baseline']):.0f} req/s, "
-              f"ours {statistics.median(rates['ours']):.0f} req/s")
-        ratio = statistics.median(ratios)
+            ratio = alternate({"baseline": base_url, "ours": ours_url}, args, scripts)
         print(f"accept ratio (median): {ratio:.3f}  target >= 0.75  {'PASS' if ratio >= 0.75 else 'FAIL'}")
     finally:
         drop()

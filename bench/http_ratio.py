@@ -88,21 +88,30 @@ def wrk_output(url: str, seconds: int, connections: int, script=None) -> float:
 
 
 def measure(baseline, ours, path, args, env, workers):
-    """Both servers stay up; short wrk runs alternate between them, so a burst of noise from
-    other tenants of this machine lands on one pair, and the median pair ratio ignores it."""
-    ratios, rates = [], {"baseline": [], "ours": []}
+    """Ratio of ours to baseline, each a WSGI app path served by gunicorn, both hit at `path`."""
     with gunicorn(baseline, env, workers) as baseline_url, gunicorn(ours, env, workers) as ours_url:
-        urls = {"baseline": baseline_url + path, "ours": ours_url + path}
-        for url in urls.values():
-            wrk(url, 2, args.connections)  # warm-up
-        for round_number in range(1, args.rounds + 1):
-            order = ("baseline", "ours") if round_number % 2 else ("ours", "baseline")
-            result = {label: wrk(urls[label], args.seconds, args.connections) for label in order}
-            for label in result:
-                rates[label].append(result[label])
-            ratios.append(result["ours"] / result["baseline"])
-            print(f"  round {round_number}: baseline {result['baseline']:.0f} req/s, ours {result['ours']:.0f} req/s, "
-                  f"ratio {ratios[-1]:.3f}", flush=True)
+        return alternate({"baseline": baseline_url + path, "ours": ours_url + path}, args)
+
+
+def alternate(urls: dict[str, str], args, scripts: dict | None = None) -> float:
+    """Both servers stay up; short wrk runs alternate between them, so a burst of noise from
+    other tenants of this machine lands on one pair, and the median pair ratio ignores it.
+
+    `urls` maps "baseline" and "ours" to a URL; `scripts` optionally maps them to wrk Lua files.
+    """
+    scripts = scripts or {}
+    ratios, rates = [], {"baseline": [], "ours": []}
+    for label, url in urls.items():
+        wrk_output(url, 2, args.connections, scripts.get(label))  # warm-up
+    for round_number in range(1, args.rounds + 1):
+        order = ("baseline", "ours") if round_number % 2 else ("ours", "baseline")
+        result = {label: wrk_output(urls[label], args.seconds, args.connections, scripts.get(label))
+                  for label in order}
+        for label in result:
+            rates[label].append(result[label])
+        ratios.append(result["ours"] / result["baseline"])
+        print(f"  round {round_number}: baseline {result['baseline']:.0f} req/s, ours {result['ours']:.0f} req/s, "
+              f"ratio {ratios[-1]:.3f}", flush=True)
     print(f"  medians: baseline {statistics.median(rates['baseline']):.0f} req/s, "
           f"ours {statistics.median(rates['ours']):.0f} req/s")
     return statistics.median(ratios)
