@@ -24,7 +24,10 @@ class PostalCheck(CheckKind):
     def run(self, spec, ctx) -> Observation:
         base_url = spec.target or ctx.settings.postal_api_url
         if not base_url:
-            return Observation(status="unconfigured", message="POSTAL_API_URL is not set")
+            message = "POSTAL_API_URL is not set"
+            if ctx.settings.postal_transport == "sink":
+                message += f"; mail is written to {ctx.settings.sink_dir}, not sent"
+            return Observation(status="unconfigured", message=message)
         api_key = ctx.settings.postal_api_key
         headers = {"X-Server-API-Key": api_key} if api_key else {}
         started = perf_counter()
