@@ -158,18 +158,35 @@ def artifacts_dir() -> Path:
 # ---------------------------------------------------------------- gateway personas
 
 
-@pytest.fixture
-def make_key(app):
-    """Create an API key the way an operator would; returns (row id, key)."""
+def create_api_key(app, scopes="send", **options) -> tuple[int, str]:
+    """Create an API key on `app` the way an operator would; returns (row id, key)."""
     from controlplane.gateway.keys import create_key
 
-    def factory(scopes="send", **options):
-        with app.app_context():
-            new = create_key(app.extensions["controlplane.settings"], name=options.pop("name", f"{scopes} key"),
-                             scopes=scopes, actor="test", **options)
-            return new.row.id, new.key
+    with app.app_context():
+        new = create_key(app.extensions["controlplane.settings"], name=options.pop("name", f"{scopes} key"),
+                         scopes=scopes, actor="test", **options)
+        return new.row.id, new.key
 
-    return factory
+
+def new_key(app, scopes="send", **options) -> str:
+    """Just the key, for tests that build their own app."""
+    return create_api_key(app, scopes, **options)[1]
+
+
+@pytest.fixture
+def make_key(app):
+    """Keys on the default `app` fixture; returns (row id, key)."""
+    return lambda scopes="send", **options: create_api_key(app, scopes, **options)
+
+
+@pytest.fixture
+def postal():
+    """A running Postal double (tests/doubles/postal.py)."""
+    from tests.doubles.postal import PostalDouble
+
+    double = PostalDouble().start()
+    yield double
+    double.stop()
 
 
 @pytest.fixture

@@ -10,14 +10,7 @@ from controlplane.extensions import db
 from controlplane.gateway.models import Message
 from controlplane.postal import postal_client
 from controlplane.timeutil import utcnow
-from tests.doubles.postal import PostalDouble
-
-
-@pytest.fixture
-def postal():
-    double = PostalDouble().start()
-    yield double
-    double.stop()
+from tests.conftest import new_key
 
 
 @pytest.fixture
@@ -25,10 +18,7 @@ def wired(make_app, postal):
     """An app whose Postal is the double, a sending key, and a way to run the dispatcher."""
     app = make_app(POSTAL_API_URL=postal.url, POSTAL_API_KEY=postal.api_key, POSTAL_TRANSPORT="http",
                    DELIVERY_BACKOFF_SECONDS="0.01", DELIVERY_MAX_ATTEMPTS="3", POSTAL_TIMEOUT_SECONDS="1")
-    from controlplane.gateway.keys import create_key
-
-    with app.app_context():
-        key = create_key(app.extensions["controlplane.settings"], name="k", scopes="send,read", actor="t").key
+    key = new_key(app, "send,read", name="k")
     client = postal_client(app)
     settings = app.extensions["controlplane.settings"]
 
@@ -147,10 +137,7 @@ def test_an_expired_claim_is_taken_over(wired, postal):
 
 def test_sink_transport_writes_mail_locally(make_app, tmp_path):
     app = make_app(POSTAL_TRANSPORT="sink", SINK_DIR=str(tmp_path / "sink"))
-    from controlplane.gateway.keys import create_key
-
-    with app.app_context():
-        key = create_key(app.extensions["controlplane.settings"], name="k", scopes="send", actor="t").key
+    key = new_key(app, "send", name="k")
     sent = send(app.test_client(), {"X-Server-API-Key": key})
     with app.app_context():
         dispatch_due(app.extensions["controlplane.settings"], postal_client(app), "w")
@@ -170,10 +157,7 @@ def test_unconfigured_postal_leaves_messages_queued(make_app):
 def test_concurrent_dispatchers_never_send_a_message_twice(make_app, postgres_url, postal):
     app = make_app(DATABASE_URL=postgres_url, POSTAL_API_URL=postal.url, POSTAL_API_KEY=postal.api_key,
                    POSTAL_TRANSPORT="http", DELIVERY_BATCH_SIZE="5")
-    from controlplane.gateway.keys import create_key
-
-    with app.app_context():
-        key = create_key(app.extensions["controlplane.settings"], name="k", scopes="send", actor="t").key
+    key = new_key(app, "send", name="k")
     client = app.test_client()
     for i in range(60):
         send(client, {"X-Server-API-Key": key}, to=[f"user{i}@example.com"])

@@ -1,5 +1,6 @@
 """GET /api/v1/events: Server-Sent Events for the caller's key, resumable with Last-Event-ID."""
 import json
+from tests.conftest import new_key
 
 
 def sse_events(text: str) -> list[dict]:
@@ -13,11 +14,8 @@ def sse_events(text: str) -> list[dict]:
 
 def test_stream_sends_new_events_and_resumes_from_last_event_id(make_app):
     app = make_app(EVENTS_POLL_SECONDS="0.05", EVENTS_STREAM_SECONDS="1")
-    from controlplane.gateway.keys import create_key
-
-    with app.app_context():
-        key = create_key(app.extensions["controlplane.settings"], name="k", scopes="send", actor="t").key
-        other = create_key(app.extensions["controlplane.settings"], name="o", scopes="send", actor="t").key
+    key = new_key(app, "send", name="k")
+    other = new_key(app, "send", name="o")
     client = app.test_client()
     headers = {"X-Server-API-Key": key}
     body = {"to": ["a@example.com"], "from": "x@mailgoat.dev", "plain_body": "b"}
@@ -42,9 +40,6 @@ def test_stream_needs_a_key_and_a_valid_last_event_id(make_app):
     app = make_app(EVENTS_STREAM_SECONDS="1")
     client = app.test_client()
     assert client.get("/api/v1/events").status_code == 401
-    from controlplane.gateway.keys import create_key
-
-    with app.app_context():
-        key = create_key(app.extensions["controlplane.settings"], name="k", scopes="send", actor="t").key
+    key = new_key(app, "send", name="k")
     bad = client.get("/api/v1/events", headers={"X-Server-API-Key": key, "Last-Event-ID": "yesterday"})
     assert bad.status_code == 400 and bad.get_json()["data"]["code"] == "InvalidLastEventId"

@@ -9,6 +9,7 @@ from controlplane import create_app
 from controlplane.cli import main
 from controlplane.extensions import db
 from controlplane.gateway.models import ApiKey, AuditEntry
+from tests.conftest import create_api_key
 
 
 def auth(key, style="postal"):
@@ -109,11 +110,7 @@ def test_key_actions_are_audited_with_who_and_where(app, client, admin_key, make
 def test_salt_rotation_keeps_old_keys_working_and_rehashes_them(make_app, base_env):
     old_salt, new_salt = "o" * 40, "n" * 40
     app = make_app(API_KEY_SALT=old_salt)
-    from controlplane.gateway.keys import create_key
-
-    with app.app_context():
-        new = create_key(app.extensions["controlplane.settings"], name="k", scopes="admin", actor="test")
-        key_id, key = new.row.id, new.key
+    key_id, key = create_api_key(app, "admin", name="k")
     rotated = create_app({**base_env, "API_KEY_SALT": new_salt, "API_KEY_SALT_PREVIOUS": old_salt})
     runner = CliRunner()
     env = {**base_env, "API_KEY_SALT": new_salt, "API_KEY_SALT_PREVIOUS": old_salt}

@@ -3,14 +3,13 @@ import time
 
 import pytest
 
+from tests.conftest import new_key
+
 BODY = {"to": ["a@example.com"], "from": "x@mailgoat.dev", "plain_body": "b"}
 
 
 def make_limited_key(app, **options):
-    from controlplane.gateway.keys import create_key
-
-    with app.app_context():
-        return create_key(app.extensions["controlplane.settings"], name="k", scopes="send", actor="t", **options).key
+    return new_key(app, "send", name="k", **options)
 
 
 def test_every_send_carries_the_three_buckets(app, client, sending_key):

@@ -3,7 +3,7 @@ import pytest
 
 from controlplane.delivery import dispatch_due
 from controlplane.postal import postal_client
-from tests.doubles.postal import PostalDouble
+from tests.conftest import new_key
 
 
 def auth(key):
@@ -44,30 +44,23 @@ def test_messages_message_errors(client, sending_key):
                                           "code": "MessageNotFound"}
 
 
-def test_postal_only_expansions_and_deliveries_are_read_through_postal(make_app):
-    postal = PostalDouble().start()
-    try:
-        app = make_app(POSTAL_API_URL=postal.url, POSTAL_API_KEY=postal.api_key, POSTAL_TRANSPORT="http")
-        from controlplane.gateway.keys import create_key
-
-        with app.app_context():
-            key = create_key(app.extensions["controlplane.settings"], name="k", scopes="send", actor="t").key
-        client = app.test_client()
-        sent = send(client, key)
-        with app.app_context():
-            dispatch_due(app.extensions["controlplane.settings"], postal_client(app), "w")
-        postal_id = postal.sent[0]["messages"]["alice@example.com"]["id"]
-        postal.messages[postal_id]["inspection"] = {"inspected": True, "spam": False}
-        data = client.post("/api/v1/messages/message", json={"id": sent["message_id"], "_expansions": ["inspection"]},
-                           headers=auth(key)).get_json()["data"]
-        assert data["inspection"] == {"inspected": True, "spam": False}
-        assert postal.requests[-1]["path"] == "/api/v1/messages/message"
-        postal.mode = "error500"
-        down = client.post("/api/v1/messages/message", json={"id": postal_id, "_expansions": ["inspection"]},
-                           headers=auth(key))
-        assert down.status_code == 503 and down.get_json()["data"]["code"] == "UpstreamUnavailable"
-    finally:
-        postal.stop()
+def test_postal_only_expansions_and_deliveries_are_read_through_postal(make_app, postal):
+    app = make_app(POSTAL_API_URL=postal.url, POSTAL_API_KEY=postal.api_key, POSTAL_TRANSPORT="http")
+    key = new_key(app, "send", name="k")
+    client = app.test_client()
+    sent = send(client, key)
+    with app.app_context():
+        dispatch_due(app.extensions["controlplane.settings"], postal_client(app), "w")
+    postal_id = postal.sent[0]["messages"]["alice@example.com"]["id"]
+    postal.messages[postal_id]["inspection"] = {"inspected": True, "spam": False}
+    data = client.post("/api/v1/messages/message", json={"id": sent["message_id"], "_expansions": ["inspection"]},
+                       headers=auth(key)).get_json()["data"]
+    assert data["inspection"] == {"inspected": True, "spam": False}
+    assert postal.requests[-1]["path"] == "/api/v1/messages/message"
+    postal.mode = "error500"
+    down = client.post("/api/v1/messages/message", json={"id": postal_id, "_expansions": ["inspection"]},
+                       headers=auth(key))
+    assert down.status_code == 503 and down.get_json()["data"]["code"] == "UpstreamUnavailable"
 
 
 def test_delete_cancels_queued_messages_only(app, client, sending_key):

@@ -7,6 +7,7 @@ import pytest
 
 from controlplane.extensions import db
 from controlplane.gateway.models import Message, MessageRecipient
+from tests.conftest import new_key
 
 
 def auth(key):
@@ -113,10 +114,7 @@ def test_default_sender_fills_a_missing_from(app, client, make_key):
 
 def test_attachment_size_limit(make_app, make_key):
     app = make_app(MAX_ATTACHMENT_BYTES="10")
-    from controlplane.gateway.keys import create_key
-
-    with app.app_context():
-        key = create_key(app.extensions["controlplane.settings"], name="k", scopes="send", actor="t").key
+    key = new_key(app, "send", name="k")
     body = node_cli_body(attachments=[{"name": "big.bin", "data": base64.b64encode(b"x" * 11).decode()}])
     response = app.test_client().post("/api/v1/send/message", json=body, headers=auth(key))
     assert response.status_code == 413 and response.get_json()["data"]["code"] == "AttachmentTooLarge"

@@ -8,17 +8,9 @@ from controlplane.extensions import db
 from controlplane.health.models import CheckResult
 from controlplane.jobs.records import write_heartbeat
 from controlplane.timeutil import utcnow
-from tests.doubles.postal import PostalDouble
 from tests.doubles.silent import SilentServer
 
 DETAIL_FIELDS = {"status", "observed_value", "observed_unit", "duration_ms", "checked_at", "age_s", "message"}
-
-
-@pytest.fixture
-def postal():
-    double = PostalDouble().start()
-    yield double
-    double.stop()
 
 
 @pytest.fixture

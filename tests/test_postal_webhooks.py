@@ -7,7 +7,8 @@ from controlplane.delivery import dispatch_due
 from controlplane.extensions import db
 from controlplane.gateway.models import Message, PostalEvent
 from controlplane.postal import postal_client
-from tests.doubles.postal import PostalDouble, PostalSigner
+from tests.doubles.postal import PostalSigner
+from tests.conftest import create_api_key, new_key
 
 
 @pytest.fixture(scope="module")
@@ -16,21 +17,11 @@ def signer():
 
 
 @pytest.fixture
-def postal():
-    double = PostalDouble().start()
-    yield double
-    double.stop()
-
-
-@pytest.fixture
 def sent(make_app, postal, signer):
     """An app trusting the signer, with one message delivered to the Postal double."""
     app = make_app(POSTAL_API_URL=postal.url, POSTAL_API_KEY=postal.api_key, POSTAL_TRANSPORT="http",
                    POSTAL_WEBHOOK_PUBLIC_KEY=signer.public_pem)
-    from controlplane.gateway.keys import create_key
-
-    with app.app_context():
-        key = create_key(app.extensions["controlplane.settings"], name="k", scopes="send", actor="t").key
+    key = new_key(app, "send", name="k")
     client = app.test_client()
     response = client.post("/api/v1/send/message", headers={"X-Server-API-Key": key},
                            json={"to": ["alice@example.com"], "from": "a@mailgoat.dev", "plain_body": "<b>hi</b> & bye"})
@@ -173,12 +164,8 @@ def test_inbound_raw_and_hash_formats_are_stored_and_readable(make_app, signer):
     import base64
 
     app = make_app(POSTAL_WEBHOOK_PUBLIC_KEY=signer.public_pem)
-    from controlplane.gateway.keys import create_key
-
-    with app.app_context():
-        settings = app.extensions["controlplane.settings"]
-        reader = create_key(settings, name="r", scopes="read", actor="t").key
-        owner_id = create_key(settings, name="o", scopes="send", allowed_from_domains=["mailgoat.dev"], actor="t").row.id
+    reader = new_key(app, "read", name="r")
+    owner_id, _ = create_api_key(app, "send", name="o", allowed_from_domains=["mailgoat.dev"])
     client = app.test_client()
     raw = {"id": 71, "rcpt_to": "agent@mailgoat.dev", "mail_from": "human@example.com",
            "message": base64.b64encode(b"Subject: hello\r\n\r\nhi agent").decode(), "base64": True, "size": 28}

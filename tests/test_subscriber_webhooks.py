@@ -12,6 +12,7 @@ from controlplane.extensions import db
 from controlplane.outbound import http_client
 from controlplane.postal import postal_client
 from tests.doubles.receiver import Receiver
+from tests.conftest import new_key
 
 
 @pytest.fixture
@@ -25,10 +26,7 @@ def receiver():
 def hooked(make_app, tmp_path):
     app = make_app(WEBHOOK_ALLOW_PRIVATE_TARGETS="true", WEBHOOK_BACKOFF_SECONDS="0", WEBHOOK_MAX_ATTEMPTS="3",
                    WEBHOOK_DISABLE_AFTER_FAILURES="5", POSTAL_TRANSPORT="sink", SINK_DIR=str(tmp_path / "sink"))
-    from controlplane.gateway.keys import create_key
-
-    with app.app_context():
-        key = create_key(app.extensions["controlplane.settings"], name="k", scopes="send", actor="t").key
+    key = new_key(app, "send", name="k")
     settings = app.extensions["controlplane.settings"]
 
     def run_fan_out():
@@ -139,10 +137,7 @@ def test_test_endpoint_sends_a_signed_test_event(hooked, receiver):
                                  "http://user:pw@example.com/"])
 def test_ssrf_guard_refuses_internal_targets(make_app, url):
     app = make_app()
-    from controlplane.gateway.keys import create_key
-
-    with app.app_context():
-        key = create_key(app.extensions["controlplane.settings"], name="k", scopes="send", actor="t").key
+    key = new_key(app, "send", name="k")
     response = app.test_client().post("/api/v1/webhooks", json={"url": url}, headers={"X-Server-API-Key": key})
     assert response.status_code == 422 and response.get_json()["data"]["code"] == "InvalidWebhookUrl"
 
@@ -162,9 +157,6 @@ def test_ssrf_guard_applies_at_send_time_too(hooked, receiver):
 def test_other_keys_cannot_see_or_delete_a_webhook(hooked, receiver, make_key):
     app, client, headers, _ = hooked
     hook_id = client.post("/api/v1/webhooks", json={"url": receiver.url}, headers=headers).get_json()["data"]["id"]
-    from controlplane.gateway.keys import create_key
-
-    with app.app_context():
-        other = create_key(app.extensions["controlplane.settings"], name="o", scopes="send", actor="t").key
+    other = new_key(app, "send", name="o")
     assert client.get("/api/v1/webhooks", headers={"X-Server-API-Key": other}).get_json()["data"] == []
     assert client.delete(f"/api/v1/webhooks/{hook_id}", headers={"X-Server-API-Key": other}).status_code == 404
