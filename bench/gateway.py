@@ -114,7 +114,7 @@ def dispatch(args) -> None:
     try:
         controlplane(env, "db", "upgrade")
         key = bench_key(env)
-        _queue(database_url, env, key, args.messages)
+        _queue(env, key, args.messages)
         engine = create_engine(database_url, poolclass=NullPool)
         worker = subprocess.Popen([sys.executable, "-m", "controlplane", "worker"], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -168,7 +168,7 @@ def durability(args) -> None:
     try:
         controlplane(env, "db", "upgrade")
         key = bench_key(env)
-        sender = threading.Thread(target=_queue, args=(database_url, env, key, args.messages))
+        sender = threading.Thread(target=_queue, args=(env, key, args.messages))
         worker = start_worker()
         sender.start()
         engine = create_engine(database_url, poolclass=NullPool)
@@ -214,9 +214,8 @@ def durability(args) -> None:
         drop()
 
 
-def _queue(database_url, env, key, count) -> None:
+def _queue(env, key, count) -> None:
     """Accept `count` messages through the real app (in-process), so they are stored as in production."""
-    os.environ.update({k: v for k, v in env.items() if k in ("DATABASE_URL", "DATA_DIR", "APP_ENV", "LOG_LEVEL")})
     from controlplane import create_app
 
     app = create_app(env)

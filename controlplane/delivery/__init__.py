@@ -117,14 +117,6 @@ def _record_outcomes(settings, worker: str, outcomes: dict) -> None:
     db.session.commit()
 
 
-def send_one(settings, client, pk: int, worker: str) -> None:
-    """Send one claimed message now (used by tests and tools; the worker sends in batches)."""
-    row = db.session.execute(select(Message.kind, Message.params).where(Message.id == pk)).one_or_none()
-    db.session.commit()
-    if row is not None:
-        _record_outcomes(settings, worker, {pk: _call_postal(client, PATHS[row.kind], json.loads(row.params))})
-
-
 def _record_sent(message: Message, data: dict, recipients: list[MessageRecipient]) -> None:
     message.postal_message_id = data.get("message_id")
     per_address = data.get("messages") or {}

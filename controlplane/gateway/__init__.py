@@ -9,6 +9,12 @@ def init_gateway(app) -> None:
     from .postal_events import bp as postal_webhooks
     from .views import bp
 
+    from ..postal import postal_client
+    from .limits import KeyLimits
+
+    # Made once per app (no threads, no connections yet): the limiter storage and Postal client.
+    app.extensions["controlplane.limits"] = KeyLimits(app.extensions["controlplane.settings"])
+    app.extensions["controlplane.postal"] = postal_client(app)
     app.register_blueprint(bp)
     app.register_blueprint(postal_webhooks)
     app.register_blueprint(subscriber_webhooks)

@@ -64,10 +64,6 @@ def delete_credential(key_id: int):
 
 
 def _limits():
-    if "controlplane.limits" not in current_app.extensions:
-        from .limits import KeyLimits
-
-        current_app.extensions["controlplane.limits"] = KeyLimits(current_app.extensions["controlplane.settings"])
     return current_app.extensions["controlplane.limits"]
 
 
@@ -116,11 +112,7 @@ def get_message(identifier: str):
 
 
 def _postal():
-    """The Postal client for read-through calls, made once per app (None when unconfigured)."""
-    if "controlplane.postal" not in current_app.extensions:
-        from ..postal import postal_client
-
-        current_app.extensions["controlplane.postal"] = postal_client(current_app)
+    """The Postal client for read-through calls (None when unconfigured)."""
     return current_app.extensions["controlplane.postal"]
 
 

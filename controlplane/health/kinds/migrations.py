@@ -9,10 +9,14 @@ from . import CheckFailed, CheckKind, Metric, Observation
 
 
 @lru_cache(maxsize=8)
-def code_heads(migrations_dir: str) -> frozenset[str]:
+def _scripts(migrations_dir: str) -> ScriptDirectory:
     config = Config()
     config.set_main_option("script_location", migrations_dir)
-    return frozenset(ScriptDirectory.from_config(config).get_heads())
+    return ScriptDirectory.from_config(config)
+
+
+def code_heads(migrations_dir: str) -> frozenset[str]:
+    return frozenset(_scripts(migrations_dir).get_heads())
 
 
 def database_heads(engine) -> frozenset[str]:
@@ -47,8 +51,5 @@ class MigrationsCheck(CheckKind):
         )
 
 
-@lru_cache(maxsize=8)
 def _known_revisions(migrations_dir: str) -> frozenset[str]:
-    config = Config()
-    config.set_main_option("script_location", migrations_dir)
-    return frozenset(rev.revision for rev in ScriptDirectory.from_config(config).walk_revisions())
+    return frozenset(rev.revision for rev in _scripts(migrations_dir).walk_revisions())
