@@ -261,7 +261,7 @@ class Settings:
             max_attachment_bytes=env.int("MAX_ATTACHMENT_BYTES", 25 * 1024 * 1024, minimum=1),
             delivery_interval_seconds=env.float("DELIVERY_INTERVAL_SECONDS", 1.0, minimum=0.05),
             delivery_batch_size=env.int("DELIVERY_BATCH_SIZE", 50, minimum=1),
-            delivery_concurrency=env.int("DELIVERY_CONCURRENCY", 8, minimum=1),
+            delivery_concurrency=env.int("DELIVERY_CONCURRENCY", 16, minimum=1),
             delivery_claim_seconds=env.float("DELIVERY_CLAIM_SECONDS", 120.0, minimum=1),
             delivery_max_attempts=env.int("DELIVERY_MAX_ATTEMPTS", 8, minimum=1),
             delivery_backoff_seconds=env.float("DELIVERY_BACKOFF_SECONDS", 30.0, minimum=0),

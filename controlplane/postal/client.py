@@ -96,4 +96,5 @@ def postal_client(app):
         return SinkPostal(settings.sink_dir)
     if not settings.postal_api_url or not settings.postal_api_key:
         return None
-    return PostalClient(settings.postal_api_url, settings.postal_api_key, http_client(app, settings.postal_timeout))
+    return PostalClient(settings.postal_api_url, settings.postal_api_key, http_client(app, settings.postal_timeout,
+                                                                                  connections=settings.delivery_concurrency))
