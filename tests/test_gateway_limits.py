@@ -52,21 +52,43 @@ def test_monthly_quota(app, client):
     assert int(over.headers["Retry-After"]) > 0
 
 
-def test_redis_storage_is_shared_between_app_instances(make_app):
+def test_counters_live_in_redis_when_configured(make_app):
+    """Redis is what every gunicorn worker and machine shares: the count must be there, not in memory."""
     redis = pytest.importorskip("redis")
+    server = redis.Redis.from_url("redis://127.0.0.1:6379/15")
     try:
-        redis.Redis.from_url("redis://127.0.0.1:6379/15").ping()
+        server.ping()
     except redis.RedisError:
         pytest.skip("no Redis on 127.0.0.1:6379")
-    redis.Redis.from_url("redis://127.0.0.1:6379/15").flushdb()
-    first = make_app(REDIS_URL="redis://127.0.0.1:6379/15")
-    key = make_limited_key(first, rate_limits={"burst": 2})
-    second_client = make_app(REDIS_URL="redis://127.0.0.1:6379/15", DATABASE_URL=first.config["SQLALCHEMY_DATABASE_URI"],
-                             migrate=False).test_client()
-    headers = {"X-Server-API-Key": key}
-    assert first.test_client().post("/api/v1/send/message", json=BODY, headers=headers).status_code == 200
-    assert second_client.post("/api/v1/send/message", json=BODY, headers=headers).status_code == 200
-    assert first.test_client().post("/api/v1/send/message", json=BODY, headers=headers).status_code == 429
+    server.flushdb()
+    app = make_app(REDIS_URL="redis://127.0.0.1:6379/15")
+    key = make_limited_key(app, rate_limits={"burst": 2})
+    client, headers = app.test_client(), {"X-Server-API-Key": key}
+    assert [client.post("/api/v1/send/message", json=BODY, headers=headers).status_code for _ in range(3)] == [200, 200, 429]
+    assert any(name.startswith(b"LIMITS:LIMITER/mailgoat/key:") for name in server.keys("*"))
+    server.flushdb()  # another worker resetting the shared counters is seen at once
+    assert client.post("/api/v1/send/message", json=BODY, headers=headers).status_code == 200
+
+
+def test_unreachable_redis_falls_back_to_memory_and_still_limits(make_app):
+    app = make_app(REDIS_URL="redis://127.0.0.1:1/0")  # nothing listens on port 1
+    key = make_limited_key(app, rate_limits={"burst": 2})
+    client, headers = app.test_client(), {"X-Server-API-Key": key}
+    codes = [client.post("/api/v1/send/message", json=BODY, headers=headers).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+
+
+def test_login_attempts_are_limited_per_address(make_app):
+    app = make_app(LOGIN_ATTEMPTS_PER_MINUTE="2")
+    client = app.test_client()
+    attempt = {"email": "nobody@example.com", "password": "wrong"}
+    codes = [client.post("/api/v1/auth/login", json=attempt, environ_base={"REMOTE_ADDR": "192.0.2.1"}).status_code
+             for _ in range(3)]
+    assert codes == [401, 401, 429]
+    other = client.post("/api/v1/auth/login", json=attempt, environ_base={"REMOTE_ADDR": "192.0.2.2"})
+    assert other.status_code == 401
+    limited = client.post("/api/v1/auth/login", json=attempt, environ_base={"REMOTE_ADDR": "192.0.2.1"})
+    assert limited.get_json()["data"]["code"] == "RateLimited" and 1 <= int(limited.headers["Retry-After"]) <= 60
 
 
 def test_invalid_limits_are_rejected(client, admin_key):

@@ -10,10 +10,10 @@ def init_gateway(app) -> None:
     from .views import bp
 
     from ..postal import postal_client
-    from .limits import KeyLimits
+    from .limits import init_limits
 
     # Made once per app (no threads, no connections yet): the limiter storage and Postal client.
-    app.extensions["controlplane.limits"] = KeyLimits(app.extensions["controlplane.settings"])
+    init_limits(app, app.extensions["controlplane.settings"])
     app.extensions["controlplane.postal"] = postal_client(app)
     app.register_blueprint(bp)
     app.register_blueprint(postal_webhooks)

@@ -5,12 +5,14 @@ import functools
 import json
 
 from flask import Blueprint, current_app, g, request
+from flask_limiter.errors import RateLimitExceeded
 from sqlalchemy import select
 
 from ..extensions import db
 from ..timeutil import isoformat, utcnow
 from .auth import actor, requires
 from .envelope import GatewayError, failure, start_timer, success
+from .limits import check_quota, login_limit, rate_headers, rate_limited, send_limit
 from .keys import KeyError_, audit, create_key, describe_key, revoke_key
 from .models import ApiKey, User
 from .params import request_params
@@ -63,17 +65,16 @@ def delete_credential(key_id: int):
     return success({**describe_key(row), "revoked": True})
 
 
-def _limits():
-    return current_app.extensions["controlplane.limits"]
+@bp.errorhandler(RateLimitExceeded)
+def limit_reached(exc: RateLimitExceeded):
+    return failure(rate_limited(exc))
 
 
 def _send(kind: str):
     params = request_params()
     key = g.api_key
     settings = current_app.extensions["controlplane.settings"]
-    limits = _limits()
-    limits.check_quota(key)
-    rate_headers = limits.consume(key)
+    check_quota(settings, key)
     if kind == "message":
         normalised = validate_message(params, key, settings.max_attachment_bytes)
     else:
@@ -82,12 +83,13 @@ def _send(kind: str):
                   idempotency_key(params, request.headers.get("Idempotency-Key")))
     # Clients read the id at data.message_id (Node CLI, Action) or top-level message_id (Python SDK).
     response = success(data, message_id=data["message_id"])
-    response.headers.update(rate_headers)
+    response.headers.update(rate_headers())
     return response
 
 
 @bp.route("/send/message", methods=POSTAL_METHODS)
 @requires("send")
+@send_limit
 def send_message():
     return _send("message")
 
@@ -98,6 +100,7 @@ bp.add_url_rule("/messages/send", "send_message_alias", send_message, methods=["
 
 @bp.route("/send/raw", methods=POSTAL_METHODS)
 @requires("send")
+@send_limit
 def send_raw():
     return _send("raw")
 
@@ -203,11 +206,11 @@ def list_messages():
 
 
 @bp.post("/auth/login")
+@login_limit
 def login():
     from .users import check_password, issue_token
 
     settings = current_app.extensions["controlplane.settings"]
-    _limits().consume_login(request.remote_addr or "unknown")
     params = request_params()
     email, password = params.get("email"), params.get("password")
     if not isinstance(email, str) or not isinstance(password, str):
