@@ -1,4 +1,6 @@
 """Extensions created unbound; `create_app` binds them with init_app()."""
+from flask import request
+from flask_limiter import Limiter
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
@@ -14,3 +16,13 @@ NAMING_CONVENTION = {
 
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 migrate = Migrate()
+
+# Flask-Limiter with its own single-bucket headers off: the gateway writes MailGoat's per-bucket
+# headers (gateway/limits.py). If Redis becomes unreachable, counting falls back to memory.
+limiter = Limiter(
+    key_func=lambda: request.remote_addr or "unknown",
+    strategy="fixed-window",
+    headers_enabled=False,
+    in_memory_fallback_enabled=True,
+    key_prefix="mailgoat",
+)

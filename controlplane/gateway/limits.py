@@ -16,25 +16,16 @@ import time
 from datetime import datetime, timezone
 
 from flask import current_app, g, request
-from flask_limiter import Limiter, RequestLimit
+from flask_limiter import RequestLimit
 from flask_limiter.errors import RateLimitExceeded
 from sqlalchemy import func, select
 
-from ..extensions import db
+from ..extensions import db, limiter
 from .envelope import GatewayError
 from .models import ApiKey, Message
 
 # The window of each limit names its bucket in the headers.
 BUCKET_BY_GRANULARITY = {"minute": "burst", "hour": "hour", "day": "today"}
-
-limiter = Limiter(
-    key_func=lambda: request.remote_addr or "unknown",
-    strategy="fixed-window",
-    headers_enabled=False,
-    in_memory_fallback_enabled=True,
-    key_prefix="mailgoat",
-)
-
 
 def init_limits(app, settings) -> None:
     app.config["RATELIMIT_STORAGE_URI"] = settings.redis_url or "memory://"
