@@ -14,6 +14,7 @@ from sqlalchemy import event
 
 from .errors import register_error_handlers
 from .extensions import db, migrate
+from .backups import init_backups
 from .gateway import init_gateway
 from .health import init_health
 from .health.config import load_checks
@@ -59,6 +60,7 @@ def create_app(overrides: Mapping[str, str] | None = None, *, span_exporter=None
     register_error_handlers(app, settings.max_request_bytes)
     init_health(app, settings, checks, Lifecycle())
     init_gateway(app)
+    init_backups(app)
     _import_models()
     return app
 

@@ -89,11 +89,16 @@ def db():
 
 @db.command()
 @click.option("--revision", default="head", show_default=True)
+@click.option("--skip-backup", is_flag=True, help="Do not take the pre-migration backup (the skip is logged).")
 @with_app
-def upgrade(app, revision):
-    """Apply migrations up to REVISION."""
+def upgrade(app, revision, skip_backup):
+    """Apply migrations up to REVISION, after a pre-migration backup on PostgreSQL."""
+    from .backups.premigration import backup_before_migrating
     from .schema import upgrade_database
 
+    taken = backup_before_migrating(app.extensions["controlplane.settings"], revision, skip=skip_backup)
+    if taken is not None:
+        click.echo(f"pre-migration backup {taken.id} ({taken.name}) taken")
     upgrade_database(revision)
     click.echo(f"database at {current_heads_text()}")
 
@@ -343,3 +348,12 @@ def show_config():
 
 if __name__ == "__main__":
     main()
+
+
+def _register_domain_commands() -> None:
+    from .backups.cli import backup
+
+    main.add_command(backup)
+
+
+_register_domain_commands()

@@ -7,6 +7,7 @@ in production (generated secrets) are refused there.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -180,6 +181,21 @@ class Settings:
     leader_poll_seconds: float
     drain_seconds: float
 
+    backup_engine: str = "auto"
+    backup_storage: str = "local"
+    backup_encryption_key: bytes = b"\0" * 32
+    backup_encryption_keys_previous: tuple[bytes, ...] = ()
+    backup_s3_bucket: str | None = None
+    backup_s3_prefix: str = ""
+    backup_s3_endpoint: str | None = None
+    backup_s3_region: str | None = None
+    backup_work_dir: str | None = None
+    backup_full_at: tuple[int, int] = (3, 0)
+    backup_hourly: bool = True
+    backup_retention_days: int = 30
+    backup_drill_url: str | None = None
+    backup_drill_weekday: str = "sun"
+
     # Which secrets were generated because none was configured (development only).
     generated_secrets: tuple[str, ...] = field(default=())
 
@@ -194,6 +210,7 @@ class Settings:
     def describe(self) -> dict:
         """Settings safe to print: secrets are shown only as set / unset."""
         hidden = {"jwt_secret", "jwt_secret_previous", "api_key_salt", "api_key_salt_previous",
+                  "backup_encryption_key", "backup_encryption_keys_previous",
                   "postal_api_key", "sentry_dsn"}
         out = {}
         for f in fields(self):
@@ -220,8 +237,23 @@ class Settings:
         log_level = env.str("LOG_LEVEL", default_level).upper()
         if log_level not in LOG_LEVELS:
             raise SettingsError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+        backup_key, backup_previous = _backup_keys(env, app_env, data_dir, generated)
         return cls(
             env=app_env,
+            backup_engine=env.choice("BACKUP_ENGINE", ("auto", "sqlite", "pg_logical"), "auto"),
+            backup_storage=env.choice("BACKUP_STORAGE", ("local", "s3"), "local"),
+            backup_encryption_key=backup_key,
+            backup_encryption_keys_previous=backup_previous,
+            backup_s3_bucket=env.str("BACKUP_S3_BUCKET"),
+            backup_s3_prefix=env.str("BACKUP_S3_PREFIX", "") or "",
+            backup_s3_endpoint=_optional_url(env, "BACKUP_S3_ENDPOINT"),
+            backup_s3_region=env.str("BACKUP_S3_REGION") or env.str("AWS_REGION"),
+            backup_work_dir=env.str("BACKUP_WORK_DIR"),
+            backup_full_at=_time_of_day(env, "BACKUP_FULL_AT", "03:00"),
+            backup_hourly=env.bool("BACKUP_HOURLY", True),
+            backup_retention_days=env.int("BACKUP_RETENTION_DAYS", 30, minimum=1),
+            backup_drill_url=_optional_url(env, "BACKUP_DRILL_URL"),
+            backup_drill_weekday=env.choice("BACKUP_DRILL_WEEKDAY", ("mon", "tue", "wed", "thu", "fri", "sat", "sun"), "sun"),
             database_url=database_url,
             data_dir=data_dir,
             backup_dir=Path(env.str("BACKUP_DIR", str(data_dir / "backups"))).expanduser().resolve(),
@@ -327,6 +359,38 @@ def _development_secret(name: str, data_dir: Path) -> str:
         except OSError as exc:
             log.warning("could not persist generated %s in %s: %s", name, path, exc)
     return stored[name]
+
+
+def _backup_keys(env: Env, app_env: str, data_dir: Path, generated: list[str]) -> tuple[bytes, tuple[bytes, ...]]:
+    """BACKUP_ENCRYPTION_KEY (32 bytes, base64 or hex) and the previous keys that still open old backups."""
+    from .backups.sealing import parse_key
+
+    try:
+        text = env.secret("BACKUP_ENCRYPTION_KEY")
+        if text is None:
+            if app_env != "development":
+                raise SettingsError(f"BACKUP_ENCRYPTION_KEY must be set in {app_env} (or BACKUP_ENCRYPTION_KEY_FILE)")
+            generated.append("BACKUP_ENCRYPTION_KEY")
+            # Derived from a generated secret kept beside the data, so dev backups stay readable.
+            current = hashlib.sha256(_development_secret("BACKUP_ENCRYPTION_KEY", data_dir).encode()).digest()
+        else:
+            current = parse_key(text, "BACKUP_ENCRYPTION_KEY")
+        previous = tuple(parse_key(part, "BACKUP_ENCRYPTION_KEYS_PREVIOUS")
+                         for part in (env.secret("BACKUP_ENCRYPTION_KEYS_PREVIOUS") or "").split(",") if part.strip())
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    return current, previous
+
+
+def _time_of_day(env: Env, name: str, default: str) -> tuple[int, int]:
+    text = env.str(name, default) or default
+    try:
+        hour, minute = (int(part) for part in text.split(":"))
+        if not (0 <= hour < 24 and 0 <= minute < 60):
+            raise ValueError
+    except ValueError:
+        raise SettingsError(f"{name} must be a UTC time of day as HH:MM, got {text!r}") from None
+    return hour, minute
 
 
 def _development_only(env: Env, name: str, app_env: str) -> bool:

@@ -7,10 +7,10 @@ from controlplane.cli import main
 from controlplane.extensions import db
 from controlplane.schema import database_revision, schema_problems
 
-TABLES = {"check_results", "request_stats", "worker_heartbeats", "job_runs", "api_keys", "audit_log", "messages", "message_recipients", "postal_events",
+TABLES = {"backups", "restore_drills", "check_results", "request_stats", "worker_heartbeats", "job_runs", "api_keys", "audit_log", "messages", "message_recipients", "postal_events",
           "events", "webhooks", "webhook_deliveries", "users", "usage_daily",
           "inbound_messages"}
-HEAD = "0011_outbox_index"
+HEAD = "0012_backups"
 
 
 def test_models_match_migrations(app):

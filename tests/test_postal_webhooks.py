@@ -115,7 +115,7 @@ def test_unsigned_webhooks_only_when_allowed_in_development(make_app):
     from controlplane.settings import Settings, SettingsError
 
     with pytest.raises(SettingsError, match="POSTAL_WEBHOOK_ALLOW_UNSIGNED may only be set in development"):
-        Settings.from_env({"APP_ENV": "production", "JWT_SECRET": "j" * 40, "API_KEY_SALT": "s" * 40,
+        Settings.from_env({"APP_ENV": "production", "JWT_SECRET": "j" * 40, "API_KEY_SALT": "s" * 40, "BACKUP_ENCRYPTION_KEY": "ab" * 32,
                            "POSTAL_WEBHOOK_ALLOW_UNSIGNED": "1"})
 
 

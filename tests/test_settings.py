@@ -3,10 +3,13 @@ import pytest
 from controlplane.settings import Settings, SettingsError
 
 STRONG = "x" * 48
+BACKUP_KEY = "ab" * 32
 
 
 def settings(tmp_path, **env):
-    return Settings.from_env({"DATA_DIR": str(tmp_path), **env})
+    outside_development = (env.get("APP_ENV") or env.get("NODE_ENV") or "development") != "development"
+    backup_key = {"BACKUP_ENCRYPTION_KEY": BACKUP_KEY} if outside_development else {}
+    return Settings.from_env({"DATA_DIR": str(tmp_path), **backup_key, **env})
 
 
 def test_production_refuses_missing_jwt_secret_naming_it(tmp_path):
@@ -32,7 +35,8 @@ def test_production_accepts_strong_secrets(tmp_path):
 def test_development_generates_secrets_and_keeps_them_across_restarts(tmp_path):
     first = settings(tmp_path)
     second = settings(tmp_path)
-    assert set(first.generated_secrets) == {"JWT_SECRET", "API_KEY_SALT"}
+    assert set(first.generated_secrets) == {"JWT_SECRET", "API_KEY_SALT", "BACKUP_ENCRYPTION_KEY"}
+    assert len(first.backup_encryption_key) == 32 and first.backup_encryption_key == second.backup_encryption_key
     assert len(first.jwt_secret) >= 32
     assert (first.jwt_secret, first.api_key_salt) == (second.jwt_secret, second.api_key_salt)
     assert first.jwt_secret != first.api_key_salt
@@ -95,3 +99,14 @@ def test_cli_reports_bad_configuration_without_traceback(tmp_path):
     assert result.exit_code == 2
     assert "DB_POOL_SIZE must be a whole number" in result.output
     assert "Traceback" not in result.output
+
+
+def test_production_needs_a_backup_key_and_reads_previous_ones(tmp_path):
+    with pytest.raises(SettingsError, match="BACKUP_ENCRYPTION_KEY must be set in production"):
+        Settings.from_env({"DATA_DIR": str(tmp_path), "APP_ENV": "production", "JWT_SECRET": STRONG,
+                           "API_KEY_SALT": STRONG})
+    s = settings(tmp_path, APP_ENV="production", JWT_SECRET=STRONG, API_KEY_SALT=STRONG,
+                 BACKUP_ENCRYPTION_KEYS_PREVIOUS=f"{'cd' * 32}, {'ef' * 32}")
+    assert s.backup_encryption_key == bytes.fromhex(BACKUP_KEY)
+    assert s.backup_encryption_keys_previous == (bytes.fromhex("cd" * 32), bytes.fromhex("ef" * 32))
+    assert BACKUP_KEY not in str(s.describe())

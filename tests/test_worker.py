@@ -85,12 +85,43 @@ def test_scheduler_jobs_use_utc_ids_coalescing_and_misfire_grace(make_app):
     try:
         jobs = {job.id: job for job in worker.scheduler.get_jobs()}
         assert set(jobs) == {"heartbeat", "health-refresh", "delivery-dispatch", "webhook-fan-out",
-                             "usage-rollup", "retention"}
+                             "usage-rollup", "retention", "backup-full", "backup-retention", "restore-drill"}
         for job in jobs.values():
             assert job.coalesce is True and job.misfire_grace_time >= 1 and job.max_instances == 1
         assert str(worker.scheduler.timezone) == "UTC"
+        assert str(jobs["backup-full"].trigger) == "cron[minute='0']"  # hourly by default
+        assert str(jobs["restore-drill"].trigger) == "cron[day_of_week='sun', hour='4', minute='0']"
     finally:
         worker.stop()
+
+
+def test_daily_backups_at_the_configured_utc_time_and_the_jobs_record_their_runs(make_app):
+    app = make_app(BACKUP_HOURLY="false", BACKUP_FULL_AT="02:45", BACKUP_DRILL_WEEKDAY="wed")
+    worker = Worker(app)
+    jobs = {job.id: job for job in worker.jobs}
+    assert jobs["backup-full"].cron == {"hour": 2, "minute": 45}
+    assert jobs["backup-retention"].cron == {"hour": 2, "minute": 15}
+    assert jobs["restore-drill"].cron == {"day_of_week": "wed", "hour": 3, "minute": 45}
+    assert worker.leader.poll(), "backup jobs are leader-only"
+    try:
+        worker._run(jobs["backup-full"])
+        worker._run(jobs["restore-drill"])
+    finally:
+        worker.leader.release()
+    outcomes = {r.job_id: r.outcome for r in rows(app, JobRun)}
+    assert outcomes == {"backup-full": "success", "restore-drill": "success"}
+
+
+def test_bad_backup_schedule_settings_are_refused(tmp_path):
+    from controlplane.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match="BACKUP_FULL_AT must be a UTC time of day as HH:MM"):
+        Settings.from_env({"DATA_DIR": str(tmp_path), "BACKUP_FULL_AT": "25:00"})
+    with pytest.raises(SettingsError, match="BACKUP_ENCRYPTION_KEY must be 32 random bytes"):
+        Settings.from_env({"DATA_DIR": str(tmp_path), "BACKUP_ENCRYPTION_KEY": "too-short"})
+    with pytest.raises(SettingsError, match="BACKUP_ENCRYPTION_KEY must be set in production"):
+        Settings.from_env({"APP_ENV": "production", "JWT_SECRET": "x" * 40, "API_KEY_SALT": "y" * 40,
+                           "DATABASE_URL": "postgresql://u@h/d"})
 
 
 @pytest.mark.postgres

@@ -31,6 +31,8 @@ class Job:
     leader_only: bool
     recorded: bool = True
     description: str = ""
+    # APScheduler cron fields (UTC) for jobs due at a time of day rather than every `seconds`.
+    cron: dict | None = None
 
 
 def _heartbeat(worker: "Worker") -> None:
@@ -81,8 +83,41 @@ def _retention(worker: "Worker") -> None:
     log.info("retention pruned rows", extra={"deleted": deleted})
 
 
-def job_list(settings, health_tick_seconds: float) -> list[Job]:
+def _backup(worker: "Worker") -> None:
+    from ..backups.operations import take_backup
+
+    take_backup(worker.settings, "full")
+
+
+def _backup_retention(worker: "Worker") -> None:
+    from ..backups.retention import prune
+
+    prune(worker.settings)
+
+
+def _restore_drill(worker: "Worker") -> None:
+    from ..backups.drill import raise_if_failed, run_drill
+
+    raise_if_failed(run_drill(worker.settings))  # a failed drill is a failed run, for alerts
+
+
+def backup_jobs(settings) -> list[Job]:
+    hour, minute = settings.backup_full_at
     return [
+        Job("backup-full", 3600, _backup, leader_only=True,
+            cron={"minute": minute} if settings.backup_hourly else {"hour": hour, "minute": minute},
+            description="take a full backup" + (" every hour" if settings.backup_hourly else " daily")),
+        Job("backup-retention", 86400, _backup_retention, leader_only=True,
+            cron={"hour": hour, "minute": (minute + 30) % 60},
+            description="delete backups past BACKUP_RETENTION_DAYS"),
+        Job("restore-drill", 7 * 86400, _restore_drill, leader_only=True,
+            cron={"day_of_week": settings.backup_drill_weekday, "hour": (hour + 1) % 24, "minute": minute},
+            description="restore the newest backup into a scratch database and compare it"),
+    ]
+
+
+def job_list(settings, health_tick_seconds: float) -> list[Job]:
+    return [*backup_jobs(settings),
         Job("heartbeat", settings.leader_poll_seconds, _heartbeat, leader_only=False, recorded=False,
             description="write this worker's heartbeat and try for the leader lock"),
         Job("health-refresh", health_tick_seconds, _refresh_health, leader_only=True,
@@ -100,7 +135,7 @@ def job_list(settings, health_tick_seconds: float) -> list[Job]:
     ]
 
 
-RECORDED_JOB_IDS = ("health-refresh", "usage-rollup", "retention")
+RECORDED_JOB_IDS = ("health-refresh", "usage-rollup", "retention", "backup-full", "backup-retention", "restore-drill")
 
 
 class Worker:
@@ -129,6 +164,11 @@ class Worker:
         with self.app.app_context():
             _heartbeat(self)  # lead (or not) before the first leader-only job is due
         for job in self.jobs:
+            if job.cron is not None:
+                # Due at a time of day; a worker that was down at that moment runs it within the hour.
+                self.scheduler.add_job(self._run, "cron", args=[job], id=job.id, name=job.description,
+                                       replace_existing=True, misfire_grace_time=3600, **job.cron)
+                continue
             self.scheduler.add_job(
                 self._run, "interval", seconds=job.seconds, args=[job], id=job.id, name=job.description,
                 replace_existing=True, next_run_time=utcnow(),
@@ -142,7 +182,7 @@ class Worker:
         if not self.scheduler.running:
             return  # start() schedules every job to run immediately anyway
         for job in self.jobs:
-            if job.leader_only:
+            if job.leader_only and job.cron is None:  # time-of-day jobs keep their time
                 self.scheduler.modify_job(job.id, next_run_time=utcnow())
 
     def _run(self, job: Job) -> None:
