@@ -71,7 +71,7 @@ def test_restore_asks_first_and_reports_the_rto(cli, fresh_target):
     assert refused.exit_code == 1 and "Aborted" in refused.output
     done = cli("backup", "restore", "1", "--target-url", fresh_target, input="y\n")
     assert done.exit_code == 0, done.output
-    assert "(the RTO achieved)" in done.output and "tables match" in done.output
+    assert "(the RTO achieved;" in done.output and "tables match" in done.output
 
 
 def test_status_prune_and_drill(cli):

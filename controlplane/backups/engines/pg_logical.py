@@ -3,8 +3,10 @@ server, managed ones included.
 
 The dump runs in a snapshot exported from our own REPEATABLE READ transaction, and the per-table
 checksums are computed in that same transaction while pg_dump streams, so they describe exactly
-the data in the dump. pg_dump's own compression is off (`--compress=0`): the sealing pipeline
-compresses with zstd, which is several times faster than pg_dump's zlib.
+the data in the dump. pg_dump compresses at zlib level 1 and the sealing pipeline adds none:
+measured on a 315 MiB database, level 1 dumps in half the time of the default level for 10%
+more bytes, and pg_restore loads a compressed archive faster than an uncompressed one (1.9 s
+against 3.0 s), which is what the RTO depends on.
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ def _connect(url: str, database: str | None = None):
 
 class PostgresLogical:
     name = "pg_logical"
-    compression = "zstd"
+    compression = "none"  # the archive is compressed by pg_dump
 
     def __init__(self, database_url: str):
         self.url = database_url
@@ -152,7 +154,7 @@ class PgDump:
         self.globals = self._globals()
         self._stderr = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
-            ["pg_dump", "--format=custom", "--compress=0", f"--snapshot={snapshot}", "-d", self.uri],
+            ["pg_dump", "--format=custom", "--compress=1", f"--snapshot={snapshot}", "-d", self.uri],
             stdout=subprocess.PIPE, stderr=self._stderr, env=_environment(self.env))
         self.tables: dict | None = None
         self._checksum_error: Exception | None = None
