@@ -4,52 +4,14 @@ Configuration errors end the command with the message and exit status 2, never a
 """
 from __future__ import annotations
 
-import functools
 import json
 import sys
 
 import click
 
+from .clikit import CONFIG_ERRORS, ConfigErrorExit, build_app, with_app  # noqa: F401 (re-exported)
 from .health.config import ChecksConfigError
 from .settings import Settings, SettingsError
-
-CONFIG_ERRORS = (SettingsError, ChecksConfigError)
-
-
-class ConfigErrorExit(click.ClickException):
-    """A configuration problem: the message, and exit status 2."""
-
-    exit_code = 2
-
-
-def build_app(**kwargs):
-    from . import create_app
-
-    try:
-        return create_app(**kwargs)
-    except CONFIG_ERRORS as exc:
-        raise ConfigErrorExit(f"configuration error: {exc}") from None
-
-
-def with_app(func):
-    """Build the app and run the command inside its app context."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from sqlalchemy.exc import OperationalError, ProgrammingError
-
-        app = build_app()
-        with app.app_context():
-            try:
-                return func(app, *args, **kwargs)
-            except (OperationalError, ProgrammingError) as exc:
-                # Most often a database that was never migrated, or one that is unreachable.
-                first_line = str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines()[0]
-                raise click.ClickException(
-                    f"database error: {first_line} (is it reachable, and migrated with `controlplane db upgrade`?)"
-                ) from None
-
-    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -350,10 +312,6 @@ if __name__ == "__main__":
     main()
 
 
-def _register_domain_commands() -> None:
-    from .backups.cli import backup
+from .backups.cli import backup  # noqa: E402  (domains own their command groups)
 
-    main.add_command(backup)
-
-
-_register_domain_commands()
+main.add_command(backup)

@@ -195,6 +195,8 @@ class Settings:
     backup_retention_days: int = 30
     backup_drill_url: str | None = None
     backup_drill_weekday: str = "sun"
+    backup_wal_seal_seconds: float = 60.0
+    backup_pg_bindir: str | None = None
 
     # Which secrets were generated because none was configured (development only).
     generated_secrets: tuple[str, ...] = field(default=())
@@ -240,7 +242,7 @@ class Settings:
         backup_key, backup_previous = _backup_keys(env, app_env, data_dir, generated)
         return cls(
             env=app_env,
-            backup_engine=env.choice("BACKUP_ENGINE", ("auto", "sqlite", "pg_logical"), "auto"),
+            backup_engine=env.choice("BACKUP_ENGINE", ("auto", "sqlite", "pg_logical", "pg_physical"), "auto"),
             backup_storage=env.choice("BACKUP_STORAGE", ("local", "s3"), "local"),
             backup_encryption_key=backup_key,
             backup_encryption_keys_previous=backup_previous,
@@ -253,6 +255,8 @@ class Settings:
             backup_hourly=env.bool("BACKUP_HOURLY", True),
             backup_retention_days=env.int("BACKUP_RETENTION_DAYS", 30, minimum=1),
             backup_drill_url=_optional_url(env, "BACKUP_DRILL_URL"),
+            backup_pg_bindir=env.str("BACKUP_PG_BINDIR"),
+            backup_wal_seal_seconds=env.float("BACKUP_WAL_SEAL_SECONDS", 60.0, minimum=1.0),
             backup_drill_weekday=env.choice("BACKUP_DRILL_WEEKDAY", ("mon", "tue", "wed", "thu", "fri", "sat", "sun"), "sun"),
             database_url=database_url,
             data_dir=data_dir,

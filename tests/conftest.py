@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from contextlib import closing
 from pathlib import Path
@@ -27,6 +28,17 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "CONTROLPLANE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.1):
+    """Poll until `predicate` returns something truthy, and return it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def free_port() -> int:

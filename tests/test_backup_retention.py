@@ -14,10 +14,11 @@ NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
 _ids = iter(range(1, 10_000))
 
 
-def backup(days_ago: float, kind: str = "full", status: str = "succeeded", **fields) -> Backup:
+def backup(days_ago: float, kind: str = "full", status: str = "succeeded", engine_kind: str = "sqlite",
+           **fields) -> Backup:
     finished = NOW - timedelta(days=days_ago)
     number = next(_ids)
-    return Backup(id=number, name=f"b{number}", kind=kind, engine="sqlite", status=status, storage="local",
+    return Backup(id=number, name=f"b{number}", kind=kind, engine=engine_kind, status=status, storage="local",
                   started_at=finished - timedelta(minutes=1), finished_at=finished, **{"pinned": False, **fields})
 
 
@@ -74,3 +75,11 @@ def test_prune_deletes_objects_and_rows_and_dry_run_deletes_nothing(app):
         assert names(prune(settings, now=NOW)) == {old.name}
         assert not old_dir.exists() and (settings.backup_dir / new.name).exists()
         assert [r.name for r in db.session.execute(select(Backup)).scalars()] == [new.name]
+
+
+def test_wal_since_the_oldest_kept_physical_full_is_kept():
+    base = backup(45, engine_kind="pg_physical")
+    old_wal = backup(46, kind="wal", engine_kind="pg_physical")
+    needed = [backup(40 - d, kind="wal", engine_kind="pg_physical") for d in range(3)]
+    gone = expired([base, old_wal, *needed], NOW, 30)
+    assert gone == [old_wal]  # base is the newest full, so it and the WAL after it stay

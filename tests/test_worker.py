@@ -16,16 +16,7 @@ from controlplane.jobs.leader import LOCK_KEY, LeaderElection
 from controlplane.jobs.models import JobRun, WorkerHeartbeat
 from controlplane.jobs.records import record_run
 from controlplane.timeutil import utcnow
-
-
-def wait_for(predicate, timeout=15.0, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
+from tests.conftest import wait_for
 
 
 def rows(app, model, *where):

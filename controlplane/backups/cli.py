@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import functools
 import json
+from datetime import datetime, timezone
+from pathlib import Path
 
 import click
 
-from ..cli import with_app
+from ..clikit import with_app
 from ..timeutil import as_utc
 from .progress import human_bytes
 
@@ -140,35 +142,64 @@ def backup_verify(app, backup_id):
 @click.argument("backup_id")
 @click.option("--target-url", help="Database to restore into (created if missing; must be empty).")
 @click.option("--in-place", is_flag=True, help="Replace the live database (DATABASE_URL). Stop the service first.")
-@click.option("--to-time", help="Point in time (ISO-8601); needs the pg_physical engine's WAL.")
+@click.option("--target-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Physical backups: a new data directory to recover into.")
+@click.option("--to-time", help="Physical backups: recover up to this moment (ISO-8601, UTC unless an offset is given).")
+@click.option("--no-start", is_flag=True, help="Physical backups: prepare the directory but do not start it.")
 @click.option("--with-globals", is_flag=True, help="Also apply roles from pg_dumpall (a new server).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @with_app
 @backup_errors
-def backup_restore(app, backup_id, target_url, in_place, to_time, with_globals, yes):
+def backup_restore(app, backup_id, target_url, in_place, target_dir, to_time, no_start, with_globals, yes):
     """Restore a backup; verified in full before anything is written to the target."""
     from ..settings import redact_url
-    from .operations import BackupError, find_backup, restore_backup
+    from .operations import find_backup, restore_backup
 
     settings = _settings(app)
     row = find_backup(backup_id)
-    if to_time:
-        raise BackupError(f"backup {row.name} was taken by the {row.engine} engine: restoring to a point in time "
-                          "needs a physical base backup and WAL (BACKUP_ENGINE=pg_physical)")
-    target = redact_url(settings.database_url) if in_place else (redact_url(target_url) if target_url else None)
+    moment = _parse_time(to_time) if to_time else None
+    if row.engine == "pg_physical":
+        target = str(target_dir) if target_dir else None
+    else:
+        target = redact_url(settings.database_url) if in_place else (redact_url(target_url) if target_url else None)
     if target and not yes:
         warning = " THIS REPLACES THE LIVE DATABASE." if in_place else ""
         click.confirm(f"Restore backup {row.id} ({row.name}, {row.finished_at:%Y-%m-%d %H:%M} UTC) into {target}?"
                       f"{warning}", abort=True)
-    report = restore_backup(settings, row, target_url, in_place=in_place, progress=True, with_globals=with_globals)
+    report = restore_backup(settings, row, target_url, in_place=in_place, progress=True, with_globals=with_globals,
+                            target_dir=target_dir, to_time=moment, start=not no_start)
     click.echo(f"restored {row.name} into {report.target} in {report.seconds:.1f} s (the RTO achieved; "
                f"{report.read_seconds:.1f} s reading and verifying, the rest loading)")
+    if report.url:
+        click.echo(f"the recovered server is running: {report.url} (stop it with pg_ctl -D {report.target} stop)")
     if report.problems:
         for problem in report.problems:
             click.echo(f"- {problem}", err=True)
         raise click.ClickException("the restored data differs from what was recorded at backup time")
     if report.tables:
         click.echo(f"{report.tables} tables match the row counts and checksums recorded at backup time")
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO-8601 time (e.g. 2026-11-30T10:15:00Z)",
+                                 param_hint="--to-time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+@backup.command("archive-wal")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@with_app
+@backup_errors
+def backup_archive_wal(app, path):
+    """PostgreSQL's archive_command: seal and store one WAL file (archive_command = '... archive-wal %p')."""
+    from .operations import archive_wal
+
+    if not path.is_file():
+        raise click.ClickException(f"archive-wal: {path} is not a file")
+    archive_wal(_settings(app), path)
 
 
 @backup.command("prune")
@@ -246,6 +277,8 @@ def backup_status_command(app, as_json):
     click.echo(f"schedule         {status['schedule']}")
     click.echo(f"last full        {age(status['last_full'])}")
     click.echo(f"last incremental {age(status['last_incremental'])}")
+    if status["last_wal"]:
+        click.echo(f"last WAL sealed  {age(status['last_wal'])}")
     rpo = status["current_rpo_seconds"]
     click.echo(f"RPO now          {_duration(rpo) if rpo is not None else 'unbounded (no backup yet)'}"
                f" (target {_duration(status['target_rpo_seconds'])})")

@@ -13,12 +13,13 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select, text
 
 from ..extensions import db
-from ..timeutil import utcnow
+from ..timeutil import as_utc, utcnow
 from .engines import EngineError, engine_for
 from .models import Backup
 from .progress import Progress, counted
@@ -104,6 +105,68 @@ def take_backup(settings, kind: str = "manual", progress: bool = False, engine_n
     return row
 
 
+def archive_wal(settings, path: Path, replace: bool = False) -> Backup:
+    """Seal and store one WAL file for PostgreSQL's archive_command; safe to call twice.
+
+    PostgreSQL deletes the segment once this returns, so the object is stored before the catalog
+    row commits. Archiving the same name again with the same content succeeds (the server may
+    retry after a crash); different content is refused, as the archive_command contract asks.
+    """
+    import hashlib
+
+    if not path.exists():
+        raise FileNotFoundError(path)
+    if not path.is_file():
+        raise BackupError(f"archive-wal: {path} is not a file")
+    name = f"wal-{path.name}"
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    existing = db.session.execute(select(Backup).where(Backup.name == name)).scalar_one_or_none()
+    if existing is not None and replace and existing.artefact_list[0]["plain_sha256"] != digest.hexdigest():
+        delete_backup(settings, existing)  # a newer snapshot of a segment still being written
+        existing = None
+    if existing is not None and existing.status == "succeeded":
+        if existing.artefact_list[0]["plain_sha256"] == digest.hexdigest():
+            return existing
+        raise BackupError(f"archive-wal: {path.name} was archived before with different content")
+    if existing is not None:
+        db.session.delete(existing)
+        db.session.flush()
+    storage = storage_for(settings)
+    started = utcnow()
+    key = f"wal/{path.name}.sealed"
+    with open(path, "rb") as handle:
+        sealed, result = seal(iter(lambda: handle.read(1 << 20), b""), keyring(settings), "zstd")
+        storage.put(key, sealed)
+    parent = db.session.execute(
+        select(Backup.id).where(Backup.engine == "pg_physical", Backup.kind.in_(("full", "manual", "pre-migration")),
+                                Backup.status == "succeeded").order_by(Backup.finished_at.desc()).limit(1)
+    ).scalar_one_or_none()
+    row = Backup(name=name, kind="wal", engine="pg_physical", status="succeeded", started_at=started,
+                 finished_at=utcnow(), storage=storage.name, location=storage.describe(), compression="zstd",
+                 key_id=result.key_id, parent_id=parent, size_bytes=result.sealed_bytes, plain_bytes=result.plain_bytes,
+                 timeline=int(path.name[:8], 16) if len(path.name) >= 8 and path.name[:8].isalnum() else None,
+                 artefacts=json.dumps([{"name": path.name, "key": key, "plain_bytes": result.plain_bytes,
+                                        "plain_sha256": result.plain_sha256, "sealed_bytes": result.sealed_bytes,
+                                        "sealed_sha256": result.sealed_sha256}]))
+    db.session.add(row)
+    db.session.commit()
+    return row
+
+
+def delete_backup(settings, row: Backup) -> None:
+    """Remove a backup's objects from storage, then its catalog row."""
+    storage = storage_for(settings)
+    for artefact in row.artefact_list:
+        storage.delete(artefact["key"])
+    if row.kind != "wal":
+        storage.delete(f"{row.name}/manifest.json")
+    db.session.delete(row)
+    db.session.commit()
+
+
 def _usable(row: Backup) -> None:
     if row.status != "succeeded":
         raise BackupError(f"backup {row.name} is {row.status}; only a succeeded backup can be read")
@@ -155,14 +218,22 @@ class RestoreReport:
     read_seconds: float = 0.0  # of which reading, verifying and unsealing the artefacts
     problems: list[str] = field(default_factory=list)
     tables: int = 0
+    url: str | None = None  # a restored physical copy's server, while it runs
 
 
 def restore_backup(settings, row: Backup, target_url: str | None, in_place: bool = False, progress: bool = False,
-                   with_globals: bool = False, compare: bool = True) -> RestoreReport:
-    """Restore `row` into `target_url`, or over the live database when `in_place`."""
+                   with_globals: bool = False, compare: bool = True, target_dir: Path | None = None,
+                   to_time: datetime | None = None, start: bool = True) -> RestoreReport:
+    """Restore `row` into `target_url`, or over the live database when `in_place`; a physical
+    backup into `target_dir`, replaying archived WAL up to `to_time`."""
     from ..settings import redact_url
 
     started = time.monotonic()
+    if row.engine == "pg_physical":
+        return _restore_physical(settings, row, target_dir, to_time, progress, start, started)
+    if to_time is not None:
+        raise BackupError(f"backup {row.name} was taken by the {row.engine} engine: restoring to a point in time "
+                          "needs a physical base backup and archived WAL (BACKUP_ENGINE=pg_physical)")
     if bool(target_url) == bool(in_place):
         raise BackupError("say where to restore: --target-url URL (a new or empty database), "
                           "or --in-place to replace the live database")
@@ -239,3 +310,58 @@ def _restore_catalog(snapshot: dict[str, list[dict]]) -> None:
                 db.session.execute(text(f"SELECT setval(pg_get_serial_sequence('{model.__tablename__}', 'id'), "
                                         f"{max(r['id'] for r in rows)})"))
     db.session.commit()
+
+
+def _restore_physical(settings, row: Backup, target_dir: Path | None, to_time: datetime | None, progress: bool,
+                      start: bool, started: float) -> RestoreReport:
+    from .engines import pg_physical
+
+    _usable(row)
+    if target_dir is None:
+        raise BackupError(f"backup {row.name} is physical: restore it into a new data directory with --target-dir DIR")
+    if row.kind == "wal":
+        raise BackupError(f"{row.name} is a WAL segment: restore its base backup (a full) with --to-time")
+    if to_time is not None and to_time < as_utc(row.finished_at):
+        raise BackupError(f"backup {row.name} finished at {as_utc(row.finished_at).isoformat()}: a point in time "
+                          "must come after the base backup it starts from")
+    wal_rows = db.session.execute(
+        select(Backup).where(Backup.kind == "wal", Backup.engine == "pg_physical", Backup.status == "succeeded")
+    ).scalars().all()
+    newest = max((as_utc(w.finished_at) for w in wal_rows), default=None)
+    if to_time is not None and (newest is None or to_time > newest):
+        raise BackupError(f"the newest archived WAL is from {newest.isoformat() if newest else 'nowhere'}: "
+                          f"{to_time.isoformat()} is beyond what can be recovered")
+    work = Path(tempfile.mkdtemp(prefix="controlplane-restore-", dir=settings.backup_work_dir))
+    try:
+        try:
+            bindir = pg_physical.postgres_bindir((row.server_version_num or 0) // 10000 or None,
+                                                 settings.backup_pg_bindir)
+            files = fetch_verified(settings, row, work, progress)
+            label = pg_physical.backup_label(files["base.tar"])
+            by_segment = {w.artefact_list[0]["name"]: w for w in wal_rows}
+            chain = pg_physical.check_wal_chain(label["start_segment"], list(by_segment))
+        except pg_physical.EngineError as exc:
+            raise BackupError(f"backup {row.name}: {exc}") from exc
+        wal_dir = work / "wal"
+        wal_dir.mkdir()
+        for segment in chain + [n for n in by_segment if n.endswith(".history")]:
+            fetch_verified(settings, by_segment[segment], wal_dir)
+            if segment.endswith(".partial"):  # the newest snapshot replays as the segment itself
+                (wal_dir / segment).rename(wal_dir / segment.removesuffix(".partial"))
+        read_seconds = time.monotonic() - started
+        port = pg_physical.free_port()
+        try:
+            target = Path(target_dir).resolve()
+            pg_physical.prepare_data_directory(files["base.tar"], wal_dir, target,
+                                               to_time.isoformat() if to_time else None, port)
+            url = pg_physical.start_and_wait(target, bindir, port) if start else None
+        except pg_physical.EngineError as exc:
+            raise BackupError(f"backup {row.name}: {exc}") from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    seconds = time.monotonic() - started
+    report = RestoreReport(row.name, str(target), seconds, read_seconds, url=url)
+    log.info("point-in-time restore finished", extra={"backup": row.name, "target": str(target),
+                                                       "to_time": to_time.isoformat() if to_time else None,
+                                                       "wal_segments": len(chain), "rto_seconds": round(seconds, 2)})
+    return report

@@ -2,7 +2,7 @@
 
 Deleted: succeeded or failed backups that finished before the cutoff, and, of the hourly fulls
 older than HOURLY_KEPT, all but the first of each UTC day (so 30 days cost 48 + 30 fulls, not
-720). Kept regardless: pinned
+720). Kept regardless: WAL archived since the start of the oldest physical full that stays, pinned
 backups, pre-migration backups, every backup that a kept one depends on (an incremental's full,
 transitively), and the newest succeeded full, so a quiet month never leaves nothing to restore.
 """
@@ -16,7 +16,7 @@ from sqlalchemy import select
 from ..extensions import db
 from ..timeutil import as_utc, utcnow
 from .models import RETAINED_KINDS, Backup
-from .storage import storage_for
+from .operations import delete_backup
 
 log = logging.getLogger("controlplane.backups")
 HOURLY_KEPT = timedelta(hours=48)
@@ -41,6 +41,13 @@ def expired(backups: list[Backup], now: datetime, days: int) -> list[Backup]:
             first_of_day.setdefault(as_utc(b.finished_at).date(), b.id)
     candidates = {b.id for b in backups
                   if (old(b) or thinned(b)) and not b.pinned and b.kind not in RETAINED_KINDS and b is not newest_full}
+    # WAL is needed from the oldest physical full that stays onwards (to replay it to any time).
+    kept_physical = [b for b in backups if b.engine == "pg_physical" and b.kind != "wal"
+                     and b.status == "succeeded" and b.id not in candidates]
+    replay_from = min((as_utc(b.started_at) for b in kept_physical), default=None)
+    for b in backups:
+        if b.kind == "wal" and replay_from is not None and as_utc(b.finished_at) >= replay_from:
+            candidates.discard(b.id)
     # Whatever a kept backup depends on is kept too.
     for b in backups:
         if b.id in candidates:
@@ -58,12 +65,7 @@ def prune(settings, now: datetime | None = None, dry_run: bool = False) -> list[
     doomed = expired(rows, now or utcnow(), settings.backup_retention_days)
     if dry_run or not doomed:
         return doomed
-    storage = storage_for(settings)
     for row in doomed:
-        for artefact in row.artefact_list:
-            storage.delete(artefact["key"])
-        storage.delete(f"{row.name}/manifest.json")
-        db.session.delete(row)
-    db.session.commit()
+        delete_backup(settings, row)
     log.info("retention deleted backups", extra={"deleted": [row.name for row in doomed]})
     return doomed

@@ -47,19 +47,27 @@ def backup_status(settings, now: datetime | None = None) -> dict:
         return {"name": row.name, "finished_at": as_utc(row.finished_at).isoformat(),
                 "age_seconds": round((now - as_utc(row.finished_at)).total_seconds()), "size_bytes": row.size_bytes}
 
+    if settings.backup_engine == "pg_physical":
+        schedule = (f"base backup daily at {hour:02d}:{minute:02d} UTC, WAL sealed every "
+                    f"{settings.backup_wal_seal_seconds:g} s")
+    elif settings.backup_hourly:
+        schedule = f"full every hour at :{minute:02d}"
+    else:
+        schedule = f"full daily at {hour:02d}:{minute:02d} UTC"
+    schedule += f", retention {settings.backup_retention_days} days, drill every {settings.backup_drill_weekday}"
     return {
         "engine": engine,
         "storage": storage,
-        "schedule": (f"full daily at {hour:02d}:{minute:02d} UTC"
-                     + (", a logical snapshot every hour" if settings.backup_hourly else "")
-                     + f", retention {settings.backup_retention_days} days, drill every {settings.backup_drill_weekday}"),
+        "schedule": schedule,
         "last_full": summary(full),
         "last_incremental": summary(incremental),
+        "last_wal": summary(latest("wal")),
         "last_failure": ({"name": failed.name, "finished_at": as_utc(failed.finished_at).isoformat(),
                           "error": failed.error} if failed else None),
-        # Logical engines can lose everything since the newest backup: that age is the RPO now.
+        # What a loss now would cost: the age of the newest backup or sealed WAL.
         "current_rpo_seconds": round((now - as_utc(newest.finished_at)).total_seconds()) if newest else None,
-        "target_rpo_seconds": 3600 if settings.backup_hourly else 86400,
+        "target_rpo_seconds": (round(settings.backup_wal_seal_seconds) if settings.backup_engine == "pg_physical"
+                               else 3600 if settings.backup_hourly else 86400),
         "expected_rto_seconds": round(drill.rto_seconds, 1) if drill and drill.rto_seconds else None,
         "last_drill": ({"finished_at": as_utc(drill.finished_at).isoformat(), "ok": drill.ok, "detail": drill.detail}
                        if drill else None),

@@ -101,12 +101,28 @@ def _restore_drill(worker: "Worker") -> None:
     raise_if_failed(run_drill(worker.settings))  # a failed drill is a failed run, for alerts
 
 
+def _wal_archive(worker: "Worker") -> None:
+    from ..backups.wal import WalReceiver, seal_spool
+
+    if worker.wal_receiver is None:
+        worker.wal_receiver = WalReceiver(worker.settings)
+    worker.wal_receiver.ensure_running()
+    seal_spool(worker.settings)
+
+
 def backup_jobs(settings) -> list[Job]:
     hour, minute = settings.backup_full_at
+    # Logical engines lose what happened since the newest dump, so they dump hourly. The physical
+    # engine's WAL archive covers the time between its daily base backups.
+    hourly = settings.backup_hourly and settings.backup_engine != "pg_physical"
+    wal = [Job("wal-archive", settings.backup_wal_seal_seconds, _wal_archive, leader_only=True,
+               description="keep pg_receivewal running and seal the WAL it received")] \
+        if settings.backup_engine == "pg_physical" else []
     return [
+        *wal,
         Job("backup-full", 3600, _backup, leader_only=True,
-            cron={"minute": minute} if settings.backup_hourly else {"hour": hour, "minute": minute},
-            description="take a full backup" + (" every hour" if settings.backup_hourly else " daily")),
+            cron={"minute": minute} if hourly else {"hour": hour, "minute": minute},
+            description="take a full backup" + (" every hour" if hourly else " daily")),
         Job("backup-retention", 86400, _backup_retention, leader_only=True,
             cron={"hour": hour, "minute": (minute + 30) % 60},
             description="delete backups past BACKUP_RETENTION_DAYS"),
@@ -135,7 +151,8 @@ def job_list(settings, health_tick_seconds: float) -> list[Job]:
     ]
 
 
-RECORDED_JOB_IDS = ("health-refresh", "usage-rollup", "retention", "backup-full", "backup-retention", "restore-drill")
+RECORDED_JOB_IDS = ("health-refresh", "usage-rollup", "retention", "backup-full", "backup-retention", "restore-drill",
+                    "wal-archive")
 
 
 class Worker:
@@ -156,6 +173,7 @@ class Worker:
         from concurrent.futures import ThreadPoolExecutor
 
         self.send_pool = ThreadPoolExecutor(self.settings.delivery_concurrency, thread_name_prefix="send")
+        self.wal_receiver = None  # started by the wal-archive job on the leader (physical backups)
         self.jobs = job_list(self.settings, health.tick_seconds)
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
         self._stopped = threading.Event()
@@ -206,6 +224,8 @@ class Worker:
         self.scheduler.shutdown(wait=True)
         self.send_pool.shutdown(wait=True)
         self.check_runner.shutdown()
+        if self.wal_receiver is not None:
+            self.wal_receiver.stop()
         self.leader.release()
         try:
             with self.app.app_context():

@@ -20,12 +20,13 @@ class EngineError(Exception):
 
 def engine_for(settings, name: str | None = None):
     from .pg_logical import PostgresLogical
+    from .pg_physical import PostgresPhysical
     from .sqlite import SqliteOnline
 
     name = name or settings.backup_engine
     if name == "auto":
         name = "sqlite" if settings.database_url.startswith("sqlite") else "pg_logical"
-    engines = {"sqlite": SqliteOnline, "pg_logical": PostgresLogical}
+    engines = {"sqlite": SqliteOnline, "pg_logical": PostgresLogical, "pg_physical": PostgresPhysical}
     if name not in engines:
         raise EngineError(f"unknown backup engine {name!r} (known: {', '.join(sorted(engines))})")
     engine = engines[name](settings.database_url)
@@ -36,4 +37,4 @@ def engine_for(settings, name: str | None = None):
     return engine
 
 
-ENGINES = ("auto", "sqlite", "pg_logical")
+ENGINES = ("auto", "sqlite", "pg_logical", "pg_physical")

@@ -1,0 +1,153 @@
+"""Physical backups with point-in-time recovery, on a throwaway cluster started as `postgres`:
+pg_basebackup + pg_receivewal, restore to a moment between two writes, find exactly the first."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg2
+import pytest
+from sqlalchemy import select
+
+from controlplane.backups.engines.pg_physical import postgres_bindir
+from controlplane.backups.models import Backup
+from controlplane.backups.operations import BackupError, restore_backup, take_backup
+from controlplane.backups.wal import WalReceiver, seal_spool
+from controlplane.extensions import db
+from tests.conftest import free_port, wait_for
+from tests.pgcluster import Cluster, stop_data_directory
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def cluster():
+    try:
+        postgres_bindir()
+    except Exception as exc:
+        if os.environ.get("CONTROLPLANE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL server binaries are required: {exc}")
+        pytest.skip(str(exc))
+    # Outside pytest's private temp dir: the postgres user must reach it.
+    root = Path(tempfile.mkdtemp(prefix="cp-cluster-"))
+    root.chmod(0o755)
+    instance = Cluster(root / "primary", free_port()).init().start()
+    connection = psycopg2.connect(instance.url())
+    connection.autocommit = True
+    connection.cursor().execute("CREATE DATABASE controlplane")
+    connection.close()
+    yield instance
+    instance.destroy()
+    for restored in root.glob("restored*"):
+        stop_data_directory(restored)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def execute(url: str, sql: str):
+    connection = psycopg2.connect(url)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+            return cursor.fetchall() if cursor.description else None
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def physical(make_app, cluster):
+    app = make_app(DATABASE_URL=cluster.url("controlplane"), BACKUP_ENGINE="pg_physical")
+    receiver = WalReceiver(app.extensions["controlplane.settings"])
+    receiver.ensure_running()
+    yield app, receiver
+    receiver.stop()
+
+
+def archived_through(app, lsn_segment_sql: str, cluster) -> None:
+    """Switch WAL and wait until the receiver and sealing have that segment in the catalog."""
+    segment = execute(cluster.url("controlplane"), f"SELECT pg_walfile_name({lsn_segment_sql})")[0][0]
+    execute(cluster.url("controlplane"), "SELECT pg_switch_wal()")
+    settings = app.extensions["controlplane.settings"]
+
+    def sealed():
+        with app.app_context():
+            seal_spool(settings)
+            db.session.remove()
+            return db.session.execute(select(Backup).where(Backup.name == f"wal-{segment}")).scalar_one_or_none()
+
+    wait_for(sealed, timeout=30, interval=0.2)
+
+
+def test_point_in_time_restore_finds_exactly_the_first_write(physical, cluster):
+    app, receiver = physical
+    settings = app.extensions["controlplane.settings"]
+    url = cluster.url("controlplane")
+    execute(url, "CREATE TABLE pitr_notes (note text NOT NULL)")
+    with app.app_context():
+        full = take_backup(settings, "full")
+        assert [a["name"] for a in full.artefact_list] == ["base.tar"] and full.size_bytes > 0
+        full_id = full.id
+    execute(url, "INSERT INTO pitr_notes VALUES ('first')")
+    time.sleep(1.0)
+    between = datetime.now(timezone.utc)
+    time.sleep(1.0)
+    execute(url, "INSERT INTO pitr_notes VALUES ('second')")
+    archived_through(app, "pg_current_wal_lsn()", cluster)
+    target = cluster.root.parent / "restored"
+    with app.app_context():
+        report = restore_backup(settings, db.session.get(Backup, full_id), None, target_dir=target, to_time=between)
+    assert report.url and report.seconds > 0
+    restored = report.url.rsplit("/", 1)[0] + "/controlplane"
+    assert execute(restored, "SELECT note FROM pitr_notes ORDER BY note") == [("first",)]
+    assert execute(restored, "SELECT pg_is_in_recovery()") == [(False,)]
+
+
+def test_a_missing_wal_segment_stops_the_restore_before_the_directory_exists(physical, cluster):
+    app, receiver = physical
+    settings = app.extensions["controlplane.settings"]
+    url = cluster.url("controlplane")
+    with app.app_context():
+        full_id = take_backup(settings, "full").id
+    for _ in range(3):  # three more segments, each with a write
+        execute(url, "CREATE TABLE IF NOT EXISTS filler (n int); INSERT INTO filler VALUES (1)")
+        archived_through(app, "pg_current_wal_lsn()", cluster)
+    with app.app_context():
+        segments = sorted(db.session.execute(select(Backup).where(Backup.kind == "wal", ~Backup.name.like("%.partial")))
+                          .scalars(), key=lambda b: b.name)
+        missing = segments[len(segments) // 2]
+        gone = missing.name.removeprefix("wal-")
+        db.session.delete(missing)
+        db.session.commit()
+        target = cluster.root.parent / "restored-gap"
+        with pytest.raises(BackupError, match=f"WAL segment {gone} is missing from the archive"):
+            restore_backup(settings, db.session.get(Backup, full_id), None, target_dir=target)
+    assert not target.exists()
+
+
+def test_a_backup_from_another_major_version_is_refused(physical, cluster):
+    app, _ = physical
+    settings = app.extensions["controlplane.settings"]
+    with app.app_context():
+        full = take_backup(settings, "full")
+        full.server_version_num, full.server_version = 990001, "PostgreSQL 99.1"
+        db.session.commit()
+        target = cluster.root.parent / "restored-version"
+        with pytest.raises(BackupError, match="PostgreSQL 99 server binaries are not installed here"):
+            restore_backup(settings, full, None, target_dir=target)
+    assert not target.exists()
+
+
+def test_physical_restores_need_a_directory_and_a_time_after_the_base(physical, cluster):
+    app, _ = physical
+    settings = app.extensions["controlplane.settings"]
+    with app.app_context():
+        full = take_backup(settings, "full")
+        with pytest.raises(BackupError, match="--target-dir DIR"):
+            restore_backup(settings, full, None)
+        with pytest.raises(BackupError, match="must come after the base backup"):
+            restore_backup(settings, full, None, target_dir=cluster.root.parent / "x",
+                           to_time=datetime(2020, 1, 1, tzinfo=timezone.utc))
