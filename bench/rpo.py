@@ -31,8 +31,9 @@ import psycopg2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from controlplane.backups.engines.pg_physical import stop_server  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
-from tests.pgcluster import Cluster, stop_data_directory  # noqa: E402
+from tests.pgcluster import Cluster  # noqa: E402
 
 
 def execute(url: str, sql: str, args=None):
@@ -109,7 +110,7 @@ def main() -> int:
             output = controlplane(env, "backup", "restore", backup_id, "--target-dir", str(target), "--yes")
             restored_url = output.split("running: ")[1].split()[0].rsplit("/", 1)[0] + "/controlplane"
             newest = execute(restored_url, "SELECT max(at) FROM rpo_probe")[0][0]
-            stop_data_directory(target)
+            stop_server(target)
             shutil.rmtree(target, ignore_errors=True)
             lost = (disaster - newest).total_seconds()
             rows_lost = execute(url, "SELECT count(*) FROM rpo_probe WHERE at > %s", (newest,))[0][0]
@@ -122,7 +123,7 @@ def main() -> int:
     finally:
         cluster.destroy()
         for leftover in root.glob("restored-*"):
-            stop_data_directory(leftover)
+            stop_server(leftover)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from controlplane.backups.engines.pg_physical import as_data_owner, postgres_bindir
+from controlplane.backups.engines.pg_physical import as_data_owner, postgres_bindir, stop_server
 
 
 class Cluster:
@@ -46,7 +46,7 @@ class Cluster:
         return self
 
     def stop(self) -> None:
-        stop_data_directory(self.data)
+        stop_server(self.data)
 
     def log(self) -> str:
         try:
@@ -58,8 +58,3 @@ class Cluster:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
-
-def stop_data_directory(data: Path) -> None:
-    """Stop a server started on `data` (a restored copy), if one runs."""
-    subprocess.run(as_data_owner([str(postgres_bindir() / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                                 data), capture_output=True)

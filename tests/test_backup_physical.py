@@ -6,20 +6,20 @@ import os
 import shutil
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg2
 import pytest
 from sqlalchemy import select
 
-from controlplane.backups.engines.pg_physical import postgres_bindir
+from controlplane.backups.engines.pg_physical import postgres_bindir, stop_server
 from controlplane.backups.models import Backup
 from controlplane.backups.operations import BackupError, restore_backup, take_backup
-from controlplane.backups.wal import WalReceiver, seal_spool
+from controlplane.backups.wal import WalReceiver, bundle_finished_hours, seal_spool
 from controlplane.extensions import db
 from tests.conftest import free_port, wait_for
-from tests.pgcluster import Cluster, stop_data_directory
+from tests.pgcluster import Cluster
 
 pytestmark = pytest.mark.postgres
 
@@ -43,8 +43,13 @@ def cluster():
     yield instance
     instance.destroy()
     for restored in root.glob("restored*"):
-        stop_data_directory(restored)
+        stop_server(restored)
     shutil.rmtree(root, ignore_errors=True)
+
+
+def lsn(text: str) -> int:
+    high, low = text.split("/")
+    return (int(high, 16) << 32) + int(low, 16)
 
 
 def execute(url: str, sql: str):
@@ -90,6 +95,7 @@ def test_point_in_time_restore_finds_exactly_the_first_write(physical, cluster):
     with app.app_context():
         full = take_backup(settings, "full")
         assert [a["name"] for a in full.artefact_list] == ["base.tar"] and full.size_bytes > 0
+        assert full.timeline == 1 and lsn(full.lsn_start) <= lsn(full.lsn_end)
         full_id = full.id
     execute(url, "INSERT INTO pitr_notes VALUES ('first')")
     time.sleep(1.0)
@@ -99,6 +105,12 @@ def test_point_in_time_restore_finds_exactly_the_first_write(physical, cluster):
     archived_through(app, "pg_current_wal_lsn()", cluster)
     target = cluster.root.parent / "restored"
     with app.app_context():
+        # The hour "ends": completed segments move into one incremental bundle.
+        bundle = bundle_finished_hours(settings, now=datetime.now(timezone.utc) + timedelta(hours=1))
+        assert bundle.kind == "incremental" and bundle.parent_id == full_id
+        assert len(bundle.artefact_list[0]["segments"]) >= 2
+        left = db.session.execute(select(Backup.name).where(Backup.kind == "wal")).scalars().all()
+        assert all(name.endswith(".partial") for name in left)
         report = restore_backup(settings, db.session.get(Backup, full_id), None, target_dir=target, to_time=between)
     assert report.url and report.seconds > 0
     restored = report.url.rsplit("/", 1)[0] + "/controlplane"
@@ -151,3 +163,19 @@ def test_physical_restores_need_a_directory_and_a_time_after_the_base(physical, 
         with pytest.raises(BackupError, match="must come after the base backup"):
             restore_backup(settings, full, None, target_dir=cluster.root.parent / "x",
                            to_time=datetime(2020, 1, 1, tzinfo=timezone.utc))
+
+
+def test_the_drill_recovers_a_physical_backup_and_reads_every_table(physical, cluster):
+    from controlplane.backups.drill import run_drill
+
+    app, _ = physical
+    settings = app.extensions["controlplane.settings"]
+    url = cluster.url("controlplane")
+    execute(url, "CREATE TABLE drilled (n int); INSERT INTO drilled SELECT generate_series(1, 100)")
+    with app.app_context():
+        take_backup(settings, "full")
+    archived_through(app, "pg_current_wal_lsn()", cluster)
+    with app.app_context():
+        drill = run_drill(settings)
+        assert drill.ok, drill.detail
+        assert "tables readable" in drill.detail and drill.rto_seconds > 0

@@ -212,3 +212,11 @@ def test_worker_process_stops_cleanly_on_sigterm(make_app, base_env):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_physical_backups_schedule_wal_jobs_and_a_daily_base_backup(make_app):
+    worker = Worker(make_app(BACKUP_ENGINE="pg_physical", BACKUP_WAL_SEAL_SECONDS="30"))
+    jobs = {job.id: job for job in worker.jobs}
+    assert jobs["wal-archive"].seconds == 30 and jobs["wal-archive"].leader_only
+    assert jobs["wal-bundle"].cron == {"minute": 5}
+    assert jobs["backup-full"].cron == {"hour": 3, "minute": 0}  # WAL covers the hours between

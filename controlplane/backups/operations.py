@@ -94,7 +94,9 @@ def take_backup(settings, kind: str = "manual", progress: bool = False, engine_n
     row.size_bytes = sum(a["sealed_bytes"] for a in artefacts)
     row.plain_bytes = sum(a["plain_bytes"] for a in artefacts)
     row.server_version, row.server_version_num = meta.get("server_version"), meta.get("server_version_num")
-    row.lsn_start = row.lsn_end = meta.get("lsn")
+    row.lsn_end = meta.get("lsn")
+    row.lsn_start = meta.get("lsn_start") or row.lsn_end
+    row.timeline = meta.get("timeline")
     row.table_checksums = json.dumps(meta.get("tables") or {}, sort_keys=True)
     row.finished_at = utcnow()
     storage.put(f"{row.name}/manifest.json", [json.dumps(row.manifest(), indent=2, sort_keys=True).encode()])
@@ -282,6 +284,14 @@ def restore_backup(settings, row: Backup, target_url: str | None, in_place: bool
     return report
 
 
+def _unpack_bundle(bundle: Path, wal_dir: Path) -> None:
+    import tarfile
+
+    with tarfile.open(bundle) as archive:
+        archive.extractall(wal_dir, filter="data")
+    bundle.unlink()
+
+
 CATALOG_TABLES = ("backups", "restore_drills")
 
 
@@ -325,7 +335,8 @@ def _restore_physical(settings, row: Backup, target_dir: Path | None, to_time: d
         raise BackupError(f"backup {row.name} finished at {as_utc(row.finished_at).isoformat()}: a point in time "
                           "must come after the base backup it starts from")
     wal_rows = db.session.execute(
-        select(Backup).where(Backup.kind == "wal", Backup.engine == "pg_physical", Backup.status == "succeeded")
+        select(Backup).where(Backup.kind.in_(("wal", "incremental")), Backup.engine == "pg_physical",
+                             Backup.status == "succeeded")
     ).scalars().all()
     newest = max((as_utc(w.finished_at) for w in wal_rows), default=None)
     if to_time is not None and (newest is None or to_time > newest):
@@ -338,14 +349,26 @@ def _restore_physical(settings, row: Backup, target_dir: Path | None, to_time: d
                                                  settings.backup_pg_bindir)
             files = fetch_verified(settings, row, work, progress)
             label = pg_physical.backup_label(files["base.tar"])
-            by_segment = {w.artefact_list[0]["name"]: w for w in wal_rows}
+            # A segment is sealed alone ("wal") or inside an hourly bundle ("incremental").
+            by_segment = {}
+            for w in wal_rows:
+                for segment in w.artefact_list[0].get("segments") or [w.artefact_list[0]["name"]]:
+                    by_segment[segment] = w
             chain = pg_physical.check_wal_chain(label["start_segment"], list(by_segment))
         except pg_physical.EngineError as exc:
             raise BackupError(f"backup {row.name}: {exc}") from exc
         wal_dir = work / "wal"
         wal_dir.mkdir()
+        fetched = set()
         for segment in chain + [n for n in by_segment if n.endswith(".history")]:
-            fetch_verified(settings, by_segment[segment], wal_dir)
+            source = by_segment[segment]
+            if source.id in fetched:
+                continue
+            fetched.add(source.id)
+            if source.kind == "incremental":
+                _unpack_bundle(fetch_verified(settings, source, work)["wal.tar"], wal_dir)
+                continue
+            fetch_verified(settings, source, wal_dir)
             if segment.endswith(".partial"):  # the newest snapshot replays as the segment itself
                 (wal_dir / segment).rename(wal_dir / segment.removesuffix(".partial"))
         read_seconds = time.monotonic() - started

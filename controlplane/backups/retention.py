@@ -42,11 +42,13 @@ def expired(backups: list[Backup], now: datetime, days: int) -> list[Backup]:
     candidates = {b.id for b in backups
                   if (old(b) or thinned(b)) and not b.pinned and b.kind not in RETAINED_KINDS and b is not newest_full}
     # WAL is needed from the oldest physical full that stays onwards (to replay it to any time).
-    kept_physical = [b for b in backups if b.engine == "pg_physical" and b.kind != "wal"
+    wal_kinds = ("wal", "incremental")
+    kept_physical = [b for b in backups if b.engine == "pg_physical" and b.kind not in wal_kinds
                      and b.status == "succeeded" and b.id not in candidates]
     replay_from = min((as_utc(b.started_at) for b in kept_physical), default=None)
     for b in backups:
-        if b.kind == "wal" and replay_from is not None and as_utc(b.finished_at) >= replay_from:
+        if b.kind in wal_kinds and b.engine == "pg_physical" and replay_from is not None \
+                and as_utc(b.finished_at) >= replay_from:
             candidates.discard(b.id)
     # Whatever a kept backup depends on is kept too.
     for b in backups:

@@ -5,7 +5,9 @@ pg_receivewal streams over a replication slot (created on first start), so WAL t
 produced while the receiver was down is kept for it rather than lost. Every WAL_SEAL_SECONDS the
 leader seals each completed segment (kind "wal") and a snapshot of the segment still being
 written (`.partial`): that snapshot is what brings the RPO down to about that interval even on a
-quiet server whose segments take hours to fill.
+quiet server whose segments take hours to fill. Every hour the completed segments of the hours
+that have ended are sealed again as one "incremental" bundle (a tar), and the single segments
+are deleted: one object an hour instead of one per segment.
 """
 from __future__ import annotations
 
@@ -92,3 +94,56 @@ def seal_spool(settings) -> int:
                 continue  # completed (renamed) meanwhile: sealed as a whole segment next time
             sealed += 1
     return sealed
+
+
+def bundle_finished_hours(settings, now=None):
+    """Bundle the completed segments sealed before the current hour; returns the bundle or None."""
+    import json
+    import shutil
+    import tarfile
+    import tempfile
+
+    from ..timeutil import utcnow
+    from .models import Backup
+    from .operations import delete_backup, fetch_verified, keyring
+    from .sealing import seal
+    from .storage import storage_for
+
+    cutoff = (now or utcnow()).replace(minute=0, second=0, microsecond=0)
+    rows = [row for row in db.session.execute(
+        select(Backup).where(Backup.kind == "wal", Backup.engine == "pg_physical", Backup.status == "succeeded",
+                             Backup.finished_at < cutoff).order_by(Backup.name)).scalars()
+            if COMPLETE.match(row.artefact_list[0]["name"])]
+    if not rows:
+        return None
+    segments = [row.artefact_list[0]["name"] for row in rows]
+    work = Path(tempfile.mkdtemp(prefix="controlplane-wal-bundle-", dir=settings.backup_work_dir))
+    try:
+        bundle_tar = work / "wal.tar"
+        with tarfile.open(bundle_tar, "w") as archive:
+            for row in rows:
+                for name, path in fetch_verified(settings, row, work).items():
+                    archive.add(path, arcname=name)
+                    path.unlink()
+        storage = storage_for(settings)
+        name = f"wal-{segments[0]}-{segments[-1]}"
+        key = f"wal-bundles/{name}.sealed"
+        started = utcnow()
+        with open(bundle_tar, "rb") as handle:
+            sealed, result = seal(iter(lambda: handle.read(1 << 20), b""), keyring(settings), "zstd")
+            storage.put(key, sealed)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    bundle = Backup(name=name, kind="incremental", engine="pg_physical", status="succeeded", started_at=started,
+                    finished_at=max(row.finished_at for row in rows), storage=storage.name,
+                    location=storage.describe(), compression="zstd", key_id=result.key_id, parent_id=rows[0].parent_id,
+                    timeline=rows[0].timeline, size_bytes=result.sealed_bytes, plain_bytes=result.plain_bytes,
+                    artefacts=json.dumps([{"name": "wal.tar", "key": key, "segments": segments,
+                                           "plain_bytes": result.plain_bytes, "plain_sha256": result.plain_sha256,
+                                           "sealed_bytes": result.sealed_bytes, "sealed_sha256": result.sealed_sha256}]))
+    db.session.add(bundle)
+    db.session.commit()
+    for row in rows:  # only once the bundle is stored and catalogued
+        delete_backup(settings, row)
+    log.info("WAL bundled", extra={"bundle": name, "segments": len(segments)})
+    return bundle

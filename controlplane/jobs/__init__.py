@@ -110,13 +110,21 @@ def _wal_archive(worker: "Worker") -> None:
     seal_spool(worker.settings)
 
 
+def _wal_bundle(worker: "Worker") -> None:
+    from ..backups.wal import bundle_finished_hours
+
+    bundle_finished_hours(worker.settings)
+
+
 def backup_jobs(settings) -> list[Job]:
     hour, minute = settings.backup_full_at
     # Logical engines lose what happened since the newest dump, so they dump hourly. The physical
     # engine's WAL archive covers the time between its daily base backups.
     hourly = settings.backup_hourly and settings.backup_engine != "pg_physical"
     wal = [Job("wal-archive", settings.backup_wal_seal_seconds, _wal_archive, leader_only=True,
-               description="keep pg_receivewal running and seal the WAL it received")] \
+               description="keep pg_receivewal running and seal the WAL it received"),
+           Job("wal-bundle", 3600, _wal_bundle, leader_only=True, cron={"minute": 5},
+               description="bundle the past hours' WAL segments into one incremental backup")] \
         if settings.backup_engine == "pg_physical" else []
     return [
         *wal,
@@ -152,7 +160,7 @@ def job_list(settings, health_tick_seconds: float) -> list[Job]:
 
 
 RECORDED_JOB_IDS = ("health-refresh", "usage-rollup", "retention", "backup-full", "backup-retention", "restore-drill",
-                    "wal-archive")
+                    "wal-archive", "wal-bundle")
 
 
 class Worker:

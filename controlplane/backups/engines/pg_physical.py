@@ -92,6 +92,12 @@ class PostgresPhysical:
         raise EngineError("a physical backup restores into a data directory: use --target-dir DIR")
 
 
+def _connect_uri(uri: str, env: dict):
+    import psycopg2
+
+    return psycopg2.connect(uri, connect_timeout=10, **({"password": env["PGPASSWORD"]} if env else {}))
+
+
 class BaseBackup:
     def __init__(self, url: str):
         self.uri, self.env = libpq(url)
@@ -114,10 +120,18 @@ class BaseBackup:
         self.process = subprocess.Popen(
             ["pg_basebackup", "-D", "-", "-Ft", "-X", "none", "--checkpoint=fast", "--manifest-checksums=SHA256",
              "-d", self.uri], stdout=subprocess.PIPE, stderr=self._stderr, env=_environment(self.env))
+        self.label: dict = {}
         self.artefacts = [("base.tar", self._read())]
 
     def _read(self):
+        first = True
         while block := self.process.stdout.read(READ_SIZE):
+            if first:  # pg_basebackup writes backup_label first: read the start LSN and timeline
+                first = False
+                start = re.search(rb"START WAL LOCATION: (\S+) \(file ([0-9A-F]{24})\)", block)
+                timeline = re.search(rb"START TIMELINE: (\d+)", block)
+                if start:
+                    self.label = {"lsn_start": start.group(1).decode(), "timeline": int(timeline.group(1)) if timeline else None}
             yield block
 
     def finish(self) -> dict:
@@ -125,7 +139,15 @@ class BaseBackup:
         if code != 0:
             self._stderr.seek(0)
             raise EngineError(f"pg_basebackup exited with {code}: {self._stderr.read().decode(errors='replace').strip()}")
-        return {"server_version": f"PostgreSQL {self.version}", "server_version_num": self.version_num, "tables": {}}
+        connection = _connect_uri(self.uri, self.env)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_current_wal_lsn()::text")
+                end = cursor.fetchone()[0]
+        finally:
+            connection.close()
+        return {"server_version": f"PostgreSQL {self.version}", "server_version_num": self.version_num, "tables": {},
+                "lsn_start": self.label.get("lsn_start"), "lsn": end, "timeline": self.label.get("timeline")}
 
     def abort(self) -> None:
         if self.process.poll() is None:
@@ -220,6 +242,14 @@ def start_and_wait(target: Path, bindir: Path, port: int, timeout: float = 300.0
             pass
         time.sleep(0.2)
     raise EngineError(f"recovery did not finish within {timeout:.0f} s: {_tail(log)}")
+
+
+def stop_server(data: Path) -> None:
+    """Stop a server running on `data` (a restored copy), if there is one."""
+    if not (data / "postmaster.pid").exists():
+        return
+    subprocess.run(as_data_owner([str(postgres_bindir() / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], data),
+                   capture_output=True)
 
 
 def free_port() -> int:
