@@ -160,3 +160,99 @@ def test_other_keys_cannot_see_or_delete_a_webhook(hooked, receiver, make_key):
     other = new_key(app, "send", name="o")
     assert client.get("/api/v1/webhooks", headers={"X-Server-API-Key": other}).get_json()["data"] == []
     assert client.delete(f"/api/v1/webhooks/{hook_id}", headers={"X-Server-API-Key": other}).status_code == 404
+
+
+def test_the_webhook_connects_to_the_address_vetted_not_a_second_dns_answer(monkeypatch):
+    """DNS rebinding: the first answer is public, a later one would be loopback."""
+    import socket
+
+    import httpx
+
+    from controlplane.events import ssrf
+    from controlplane.events.sender import deliver
+
+    answers = iter(["93.184.216.34", "127.0.0.1", "127.0.0.1"])
+
+    def rebinding(host, port, *args, **kwargs):
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), port))]
+
+    monkeypatch.setattr(ssrf.socket, "getaddrinfo", rebinding)
+    seen = []
+
+    def transport(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.host, request.headers["Host"], request.extensions.get("sni_hostname")))
+        return httpx.Response(204)
+
+    http = httpx.Client(transport=httpx.MockTransport(transport))
+    attempt = deliver(http, "https://hooks.example.com:8443/in?x=1", "s", b"{}", 1, allow_private=False)
+    assert attempt.ok
+    assert seen == [("93.184.216.34", "hooks.example.com:8443", "hooks.example.com")]
+
+
+def test_pinning_brackets_ipv6_and_leaves_private_targets_alone_when_allowed(monkeypatch):
+    import socket
+
+    from controlplane.events import ssrf
+
+    monkeypatch.setattr(ssrf.socket, "getaddrinfo", lambda host, port, *a, **k: [
+        (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("2606:2800:220:1:248:1893:25c8:1946", port, 0, 0))])
+    pinned = ssrf.pin_url("http://hooks.example.com/in", allow_private=False)
+    assert pinned.url == "http://[2606:2800:220:1:248:1893:25c8:1946]/in" and pinned.headers == {"Host": "hooks.example.com"}
+    assert pinned.extensions == {}
+    assert ssrf.pin_url("http://127.0.0.1:9/x", allow_private=True).url == "http://127.0.0.1:9/x"
+
+
+def test_a_pinned_https_connection_still_checks_the_certificate_against_the_name(tmp_path):
+    """Against a real TLS server: the address in the URL, the name in SNI and certificate checks."""
+    import datetime
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    import httpx
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from controlplane.events.ssrf import PinnedTarget
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hooks.example.com")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("hooks.example.com")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    trust = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    try:
+        with httpx.Client(verify=trust) as http:
+            good = PinnedTarget(f"https://127.0.0.1:{port}/in", {"Host": f"hooks.example.com:{port}"},
+                                {"sni_hostname": "hooks.example.com"})
+            assert http.post(good.url, content=b"{}", headers=good.headers, extensions=good.extensions).status_code == 204
+            wrong = PinnedTarget(good.url, {"Host": "evil.example.com"}, {"sni_hostname": "evil.example.com"})
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED|certificate"):
+                http.post(wrong.url, content=b"{}", headers=wrong.headers, extensions=wrong.extensions)
+    finally:
+        server.shutdown()

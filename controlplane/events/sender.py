@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from .ssrf import UnsafeTarget, check_url
+from .ssrf import UnsafeTarget, pin_url
 
 SIGNATURE_HEADER = "X-MailGoat-Signature"
 
@@ -29,7 +29,9 @@ class Attempt:
 def deliver(http: httpx.Client, url: str, secret: str, body: bytes, timestamp: int, allow_private: bool) -> Attempt:
     started = time.perf_counter()
     try:
-        check_url(url, allow_private)  # again at send time: DNS may have changed since creation
+        # Again at send time (DNS may have changed since creation), and the connection goes to the
+        # address vetted now: a second lookup by the HTTP client could be answered differently.
+        target = pin_url(url, allow_private)
     except UnsafeTarget as exc:
         return Attempt(False, None, f"refused: {exc}", 0.0, permanent=True)
     signed = signature(secret, body)
@@ -40,9 +42,10 @@ def deliver(http: httpx.Client, url: str, secret: str, body: bytes, timestamp: i
         "X-Postal-Signature": signed,
         # Also inside the signed body; receivers reject stale timestamps to stop replays.
         "X-MailGoat-Timestamp": str(timestamp),
+        **target.headers,
     }
     try:
-        response = http.post(url, content=body, headers=headers)
+        response = http.post(target.url, content=body, headers=headers, extensions=target.extensions)
     except httpx.HTTPError as exc:
         return Attempt(False, None, f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
     ok = 200 <= response.status_code < 300
