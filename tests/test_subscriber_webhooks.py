@@ -256,3 +256,28 @@ def test_a_pinned_https_connection_still_checks_the_certificate_against_the_name
                 http.post(wrong.url, content=b"{}", headers=wrong.headers, extensions=wrong.extensions)
     finally:
         server.shutdown()
+
+
+def test_a_send_looks_up_subscribers_only_for_keys_that_have_webhooks(hooked, receiver):
+    from sqlalchemy import event
+
+    app, client, headers, run_fan_out = hooked
+    send(client, headers)  # settles last_used_at, whose commit would refresh the key row
+    statements = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        send(client, headers)
+        assert not [s for s in statements if "FROM webhooks" in s and not s.lstrip().startswith("SELECT api_keys")]
+        client.post("/api/v1/webhooks", json={"url": receiver.url}, headers=headers)
+        send(client, headers)  # the next send sees the new webhook at once
+    finally:
+        with app.app_context():
+            event.remove(db.engine, "before_cursor_execute", record)
+    run_fan_out()
+    types = [json.loads(r["body"])["type"] for r in receiver.received]
+    assert types.count("message.queued") == 1  # only the send made after the webhook existed

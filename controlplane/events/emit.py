@@ -31,6 +31,22 @@ def record_event(event_type: str, api_key_id: int | None, data: dict) -> Event:
     return event
 
 
+def has_active_webhooks():
+    """SQL for "this key has an active webhook", for the caller's own key lookup to carry along."""
+    from sqlalchemy import exists
+
+    from ..gateway.models import ApiKey
+
+    return exists().where(Webhook.api_key_id == ApiKey.id, Webhook.enabled.is_(True), Webhook.deleted_at.is_(None))
+
+
+def note_webhooks(api_key_id: int, active: bool) -> None:
+    """Remember, for this transaction, whether a key has webhooks (learnt while authenticating),
+    so a send by a key without subscribers costs no lookup of its own."""
+    if not active:
+        db.session.info.setdefault("active_webhooks", {})[api_key_id] = []
+
+
 def _active_webhooks(api_key_id: int) -> list[Webhook]:
     """A key's webhooks, looked up once per transaction (a delivery batch emits many events)."""
     cache = db.session.info.setdefault("active_webhooks", {})
