@@ -14,6 +14,7 @@ from sqlalchemy import event
 
 from .errors import register_error_handlers
 from .extensions import db, migrate
+from .alerting import init_alerting
 from .backups import init_backups
 from .gateway import init_gateway
 from .health import init_health
@@ -61,6 +62,7 @@ def create_app(overrides: Mapping[str, str] | None = None, *, span_exporter=None
     init_health(app, settings, checks, Lifecycle())
     init_gateway(app)
     init_backups(app)
+    init_alerting(app)
     _import_models()
     return app
 

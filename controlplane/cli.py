@@ -312,6 +312,8 @@ if __name__ == "__main__":
     main()
 
 
-from .backups.cli import backup  # noqa: E402  (domains own their command groups)
+from .alerting.cli import alerts  # noqa: E402  (domains own their command groups)
+from .backups.cli import backup  # noqa: E402
 
+main.add_command(alerts)
 main.add_command(backup)

@@ -9,7 +9,9 @@ import click
 from .health.config import ChecksConfigError
 from .settings import SettingsError
 
-CONFIG_ERRORS = (SettingsError, ChecksConfigError)
+from .alerting.rules import RulesError  # noqa: E402
+
+CONFIG_ERRORS = (SettingsError, ChecksConfigError, RulesError)
 
 
 class ConfigErrorExit(click.ClickException):

@@ -197,6 +197,8 @@ class Settings:
     backup_drill_weekday: str = "sun"
     backup_wal_seal_seconds: float = 60.0
     backup_pg_bindir: str | None = None
+    alert_rules_file: Path = PROJECT_ROOT / "alerts" / "rules.yaml"
+    alert_evaluation_seconds: float = 15.0
 
     # Which secrets were generated because none was configured (development only).
     generated_secrets: tuple[str, ...] = field(default=())
@@ -256,6 +258,8 @@ class Settings:
             backup_retention_days=env.int("BACKUP_RETENTION_DAYS", 30, minimum=1),
             backup_drill_url=_optional_url(env, "BACKUP_DRILL_URL"),
             backup_pg_bindir=env.str("BACKUP_PG_BINDIR"),
+            alert_rules_file=Path(env.str("ALERT_RULES_FILE", str(PROJECT_ROOT / "alerts" / "rules.yaml"))),
+            alert_evaluation_seconds=env.float("ALERT_EVALUATION_SECONDS", 15.0, minimum=1.0),
             backup_wal_seal_seconds=env.float("BACKUP_WAL_SEAL_SECONDS", 60.0, minimum=1.0),
             backup_drill_weekday=env.choice("BACKUP_DRILL_WEEKDAY", ("mon", "tue", "wed", "thu", "fri", "sat", "sun"), "sun"),
             database_url=database_url,

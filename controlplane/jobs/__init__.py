@@ -140,8 +140,16 @@ def backup_jobs(settings) -> list[Job]:
     ]
 
 
+def _evaluate_alerts(worker: "Worker") -> None:
+    from ..alerting.engine import evaluate
+
+    evaluate(worker.settings, worker.app.extensions["controlplane.alert_rules"])
+
+
 def job_list(settings, health_tick_seconds: float) -> list[Job]:
     return [*backup_jobs(settings),
+        Job("alert-evaluate", settings.alert_evaluation_seconds, _evaluate_alerts, leader_only=True,
+            recorded=False, description="evaluate every alert rule and record state changes"),
         Job("heartbeat", settings.leader_poll_seconds, _heartbeat, leader_only=False, recorded=False,
             description="write this worker's heartbeat and try for the leader lock"),
         Job("health-refresh", health_tick_seconds, _refresh_health, leader_only=True,

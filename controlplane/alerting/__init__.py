@@ -1,0 +1,11 @@
+"""The alert engine: rules (alerts/rules.yaml), indicators over shared tables, a persisted state
+machine evaluated by the leader. Notifiers, silences and the Prometheus export build on it."""
+
+
+def init_alerting(app) -> None:
+    from . import models  # noqa: F401  (tables for metadata and migrations)
+    from .rules import load_rules
+
+    settings = app.extensions["controlplane.settings"]
+    # Loaded (and so validated) at start-up: a broken rules file fails loudly, not at 3 a.m.
+    app.extensions["controlplane.alert_rules"] = load_rules(settings.alert_rules_file)

@@ -1,0 +1,255 @@
+"""Indicators: what a rule measures. Contract (`Indicator`):
+
+    name                        the `indicator:` in rules.yaml
+    params                      {param: (type, default)}; a default of REQUIRED must be given
+    measure(params, ctx)        the value now, or None when there is no data
+
+Everything is read from shared tables (request_stats, check_results, worker_heartbeats, the
+backup catalog, deployments) or the database server, so any instance evaluates the same values.
+Registry: INDICATORS.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, text
+
+from ..extensions import db
+from ..timeutil import as_utc
+
+REQUIRED = object()
+
+
+@dataclass
+class Context:
+    now: datetime
+    settings: object
+
+
+class Indicator:
+    name = ""
+    params: dict = {}
+
+    def validate(self, params: dict) -> dict:
+        from .rules import parse_duration
+
+        unknown = set(params) - set(self.params)
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {', '.join(sorted(unknown))} for {self.name}")
+        out = {}
+        for name, (kind, default) in self.params.items():
+            value = params.get(name, default)
+            if value is REQUIRED:
+                raise ValueError(f"{name} is required for {self.name}")
+            if kind == "duration":
+                out[name] = value
+                out[f"{name}_seconds"] = parse_duration(value, name)
+            elif kind is float:
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ValueError(f"{name} must be a number")
+                out[name] = float(value)
+            elif kind is int:
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ValueError(f"{name} must be a whole number")
+                out[name] = value
+            else:
+                if not isinstance(value, str) or not value:
+                    raise ValueError(f"{name} must be a non-empty string")
+                out[name] = value
+        return out
+
+    def measure(self, params: dict, ctx: Context) -> float | None:  # pragma: no cover - contract
+        raise NotImplementedError
+
+
+def _request_totals(ctx: Context, seconds: int) -> tuple[int, int]:
+    """(all requests, 5xx requests) over the last `seconds`, from every instance."""
+    from ..telemetry.models import RequestStat
+
+    since = ctx.now - timedelta(seconds=seconds)
+    total, errors = db.session.execute(
+        select(func.coalesce(func.sum(RequestStat.count), 0),
+               func.coalesce(func.sum(RequestStat.count).filter(RequestStat.status_class == "5xx"), 0))
+        .where(RequestStat.period_end > since)
+    ).one()
+    return int(total), int(errors)
+
+
+class HttpErrorRatio(Indicator):
+    name = "http_error_ratio"
+    params = {"window": ("duration", "5m"), "min_requests": (int, 0)}
+
+    def measure(self, params, ctx):
+        total, errors = _request_totals(ctx, params["window_seconds"])
+        if total == 0 or total < params["min_requests"]:
+            return None  # too little traffic to judge: the rule's no_data decides
+        return errors / total
+
+
+class SlowRequestRatio(Indicator):
+    """The share of requests slower than `seconds` (a bucket edge): above 5% means p95 > seconds."""
+
+    name = "slow_request_ratio"
+    params = {"window": ("duration", "5m"), "seconds": (float, 2.0), "min_requests": (int, 0)}
+
+    def validate(self, params):
+        from ..telemetry.metrics import LATENCY_BUCKETS
+
+        out = super().validate(params)
+        if out["seconds"] not in LATENCY_BUCKETS:
+            raise ValueError(f"seconds must be a latency bucket edge ({', '.join(map(str, LATENCY_BUCKETS))})")
+        return out
+
+    def measure(self, params, ctx):
+        from ..telemetry.metrics import LATENCY_BUCKETS
+        from ..telemetry.models import RequestStat
+
+        since = ctx.now - timedelta(seconds=params["window_seconds"])
+        fast_edges = LATENCY_BUCKETS.index(params["seconds"]) + 1  # buckets at or under the edge
+        total = slow = 0
+        for count, buckets in db.session.execute(
+                select(RequestStat.count, RequestStat.bucket_counts).where(RequestStat.period_end > since)):
+            counts = json.loads(buckets)
+            total += count
+            slow += sum(counts[fast_edges:])
+        if total == 0 or total < params["min_requests"]:
+            return None
+        return slow / total
+
+
+class BurnRate(Indicator):
+    """Multi-window burn rate: the lower of the long- and short-window error ratios, divided by the
+    error budget (1 - objective). Both windows must burn, so it fires fast and resolves fast."""
+
+    name = "burn_rate"
+    params = {"objective": (float, REQUIRED), "long_window": ("duration", REQUIRED),
+              "short_window": ("duration", REQUIRED), "min_requests": (int, 0)}
+
+    def measure(self, params, ctx):
+        budget = 1 - params["objective"]
+        rates = []
+        for window in ("long_window_seconds", "short_window_seconds"):
+            total, errors = _request_totals(ctx, params[window])
+            if total == 0 or total < params["min_requests"]:
+                return None
+            rates.append(errors / total / budget)
+        return min(rates)
+
+
+class DbConnectionsRatio(Indicator):
+    name = "db_connections_ratio"
+
+    def measure(self, params, ctx):
+        if db.engine.dialect.name != "postgresql":
+            return None
+        used, limit = db.session.execute(text(
+            "SELECT count(*), current_setting('max_connections')::int FROM pg_stat_activity")).one()
+        return used / limit if limit else None
+
+
+class PoolSaturation(Indicator):
+    """Connections each instance (application_name) holds, over one pool's capacity: 1.0 means a
+    process of that instance has every pooled and overflow connection checked out (or several
+    processes share the load)."""
+
+    name = "pool_saturation"
+
+    def measure(self, params, ctx):
+        if db.engine.dialect.name != "postgresql":
+            return None
+        capacity = ctx.settings.db_pool_size + ctx.settings.db_max_overflow
+        busiest = db.session.execute(text(
+            "SELECT max(n) FROM (SELECT count(*) AS n FROM pg_stat_activity "
+            "WHERE application_name LIKE 'controlplane:%' AND state <> 'idle' GROUP BY application_name) AS per_instance"
+        )).scalar_one()
+        return (busiest or 0) / capacity if capacity else None
+
+
+class BackupAgeHours(Indicator):
+    name = "backup_age_hours"
+    params = {"kind": (str, "full")}
+
+    def measure(self, params, ctx):
+        from ..backups.status import latest
+
+        row = latest(params["kind"])
+        return None if row is None else (ctx.now - as_utc(row.finished_at)).total_seconds() / 3600
+
+
+class RestoreDrillFailed(Indicator):
+    name = "restore_drill_failed"
+
+    def measure(self, params, ctx):
+        from ..backups.status import latest_drill
+
+        drill = latest_drill()
+        return None if drill is None else (0.0 if drill.ok else 1.0)
+
+
+class DeploymentFailed(Indicator):
+    """1 when the newest recorded deployment (or migration) of that kind failed."""
+
+    name = "deployment_failed"
+    params = {"kind": (str, "deploy")}
+
+    def measure(self, params, ctx):
+        from .models import Deployment
+
+        newest = db.session.execute(
+            select(Deployment).where(Deployment.kind == params["kind"], Deployment.status.in_(("succeeded", "failed")))
+            .order_by(Deployment.finished_at.desc()).limit(1)).scalar_one_or_none()
+        return None if newest is None else (1.0 if newest.status == "failed" else 0.0)
+
+
+class OutboxOldestAge(Indicator):
+    name = "outbox_oldest_age_seconds"
+
+    def measure(self, params, ctx):
+        from ..gateway.models import Message
+
+        oldest = db.session.execute(
+            select(func.min(Message.next_attempt_at)).where(Message.state.in_(("queued", "retrying")),
+                                                            Message.next_attempt_at <= ctx.now)).scalar_one()
+        return 0.0 if oldest is None else (ctx.now - as_utc(oldest)).total_seconds()
+
+
+class CheckUnhealthy(Indicator):
+    """1 when the newest result of a health check is unhealthy; no data when it never ran lately."""
+
+    name = "check_unhealthy"
+    params = {"check": (str, REQUIRED), "max_age": ("duration", "5m")}
+
+    def measure(self, params, ctx):
+        from ..health.models import CheckResult
+
+        newest = db.session.execute(
+            select(CheckResult.status).where(CheckResult.check_name == params["check"],
+                                             CheckResult.checked_at > ctx.now - timedelta(seconds=params["max_age_seconds"]))
+            .order_by(CheckResult.checked_at.desc()).limit(1)).scalar_one_or_none()
+        return None if newest is None else (1.0 if newest == "unhealthy" else 0.0)
+
+
+class LiveWorkers(Indicator):
+    name = "live_workers"
+    leaders_only = False
+
+    def measure(self, params, ctx):
+        from ..jobs.models import WorkerHeartbeat
+
+        query = select(func.count()).select_from(WorkerHeartbeat).where(
+            WorkerHeartbeat.last_seen_at > ctx.now - timedelta(seconds=ctx.settings.worker_stale_seconds))
+        if self.leaders_only:
+            query = query.where(WorkerHeartbeat.is_leader.is_(True))
+        return float(db.session.execute(query).scalar_one())
+
+
+class LiveLeaders(LiveWorkers):
+    name = "live_leaders"
+    leaders_only = True
+
+
+INDICATORS = {cls.name: cls() for cls in (
+    HttpErrorRatio, SlowRequestRatio, BurnRate, DbConnectionsRatio, PoolSaturation, BackupAgeHours,
+    RestoreDrillFailed, DeploymentFailed, OutboxOldestAge, CheckUnhealthy, LiveWorkers, LiveLeaders)}

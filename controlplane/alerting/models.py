@@ -1,0 +1,59 @@
+"""Alert state (persisted, so a restart or a new leader neither loses `for` progress nor pages
+twice), the transition history, and deployment records."""
+from sqlalchemy import Float, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..dbtypes import BigIntPK, UTCDateTime
+from ..extensions import db
+
+
+class AlertState(db.Model):
+    __tablename__ = "alert_states"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule: Mapped[str] = mapped_column(String(64), nullable=False)
+    # A stable text form of the label set (sorted JSON); the dedup key derives from rule + this.
+    labels_key: Mapped[str] = mapped_column(String(500), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)  # inactive, pending, firing
+    active_since = mapped_column(UTCDateTime)  # when the condition started to hold (pending)
+    fired_at = mapped_column(UTCDateTime)
+    last_breach_at = mapped_column(UTCDateTime)  # the newest evaluation that breached
+    resolved_at = mapped_column(UTCDateTime)
+    last_value: Mapped[float | None] = mapped_column(Float)
+    last_evaluated_at = mapped_column(UTCDateTime)
+    last_notified_at = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("rule", "labels_key", name="uq_alert_states_rule_labels"),)
+
+
+class AlertEvent(db.Model):
+    """One transition: pending, firing, resolved (and back to inactive from pending)."""
+
+    __tablename__ = "alert_events"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(String(64), nullable=False)
+    labels_key: Mapped[str] = mapped_column(String(500), nullable=False)
+    transition: Mapped[str] = mapped_column(String(16), nullable=False)
+    value: Mapped[float | None] = mapped_column(Float)
+    at = mapped_column(UTCDateTime, nullable=False)
+    detail: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_alert_events_at", "at"),)
+
+
+class Deployment(db.Model):
+    """A deploy or a migration: started, then succeeded or failed (issue 5, section 6)."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # deploy, migration
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # started, succeeded, failed
+    version: Mapped[str | None] = mapped_column(String(64))
+    commit: Mapped[str | None] = mapped_column(String(64))
+    started_at = mapped_column(UTCDateTime, nullable=False)
+    finished_at = mapped_column(UTCDateTime)
+    detail: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_deployments_kind_finished", "kind", "finished_at"),)

@@ -1,0 +1,175 @@
+"""Alert rules, indicators and the persisted state machine, with a controllable clock."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from controlplane.alerting.engine import evaluate, step
+from controlplane.alerting.models import AlertEvent, AlertState
+from controlplane.alerting.rules import RulesError, load_rules, parse_rules
+from controlplane.cli import main
+from controlplane.extensions import db
+from tests.conftest import new_key
+
+ROOT = Path(__file__).resolve().parent.parent
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+SHIPPED = {"HighErrorRate", "HighLatencyP95", "DatabaseConnectionsHigh", "ConnectionPoolSaturated", "BackupMissing",
+           "RestoreDrillFailed", "DeploymentFailed", "MigrationFailed", "DeliveryBacklog", "PostalUnreachable",
+           "NoLiveWorker", "NoLeader", "ErrorBudgetBurnFast", "ErrorBudgetBurnSlow"}
+
+
+def rule_doc(**overrides) -> dict:
+    rule = {"name": "Test", "indicator": "http_error_ratio", "params": {"window": "5m"}, "op": ">",
+            "threshold": 0.1, "for": "2m", "labels": {"severity": "critical"},
+            "annotations": {"summary": "ratio {value:.0%}"}}
+    rule.update(overrides)
+    return {"rules": [rule]}
+
+
+def one_rule(**overrides):
+    return parse_rules(rule_doc(**overrides)).rules[0]
+
+
+def test_the_shipped_rules_are_valid_and_complete():
+    rules = load_rules(ROOT / "alerts" / "rules.yaml")
+    assert {r.name for r in rules.rules} == SHIPPED
+    fast = rules.get("ErrorBudgetBurnFast")
+    assert fast.threshold == 14.4 and fast.params["long_window_seconds"] == 3600
+    assert rules.get("HighErrorRate").annotations["runbook_url"].startswith("https://")
+    assert rules.get("HighLatencyP95").params["seconds"] == 2.0
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"indicator": "nope"}, "rule 'Test'.indicator: 'nope' is not one of"),
+    ({"op": "=="}, "rule 'Test'.op: must be one of"),
+    ({"threshold": "high"}, "rule 'Test'.threshold: must be a number"),
+    ({"for": "soon"}, "rule 'Test'.for: 'soon' is not a duration"),
+    ({"labels": {"severity": "urgent"}}, "rule 'Test'.labels.severity: must be one of"),
+    ({"no_data": "maybe"}, "rule 'Test'.no_data: must be one of ok, alerting, keep"),
+    ({"params": {"window": "5m", "colour": "red"}}, "rule 'Test'.params: unknown parameter(s) colour"),
+    ({"resolve_threshold": 0.2}, "rule 'Test'.resolve_threshold: must lie on the healthy side"),
+    ({"annotations": {}}, "rule 'Test'.annotations.summary: required"),
+    ({"extra": 1}, "rule 'Test': unknown field(s) extra"),
+    ({"name": "9lives"}, "name: must start with a letter"),
+])
+def test_validation_errors_name_the_rule_and_the_field(override, message):
+    with pytest.raises(RulesError) as error:
+        parse_rules(rule_doc(**override))
+    assert message in str(error.value)
+
+
+def test_pending_then_firing_after_for_then_resolved():
+    rule, state = one_rule(), AlertState(rule="Test", labels_key="{}", state="inactive")
+    assert step(rule, state, 0.5, T0) == "pending"
+    assert step(rule, state, 0.5, T0 + timedelta(seconds=60)) is None
+    assert step(rule, state, 0.5, T0 + timedelta(seconds=120)) == "firing"
+    assert step(rule, state, 0.5, T0 + timedelta(seconds=135)) is None
+    assert step(rule, state, 0.0, T0 + timedelta(seconds=150)) == "resolved" and state.state == "inactive"
+
+
+def test_flapping_below_for_never_fires():
+    rule, state = one_rule(), AlertState(rule="Test", labels_key="{}", state="inactive")
+    seen = [step(rule, state, 0.5 if i % 2 == 0 else 0.0, T0 + timedelta(seconds=15 * i)) for i in range(20)]
+    assert "firing" not in seen and set(seen) == {"pending", "cleared"}
+
+
+def test_hysteresis_keeps_firing_between_the_thresholds():
+    rule = one_rule(threshold=0.1, resolve_threshold=0.05, **{"for": "0s"})
+    state = AlertState(rule="Test", labels_key="{}", state="inactive")
+    assert step(rule, state, 0.2, T0) == "firing"
+    assert step(rule, state, 0.07, T0 + timedelta(seconds=15)) is None and state.state == "firing"
+    assert step(rule, state, 0.04, T0 + timedelta(seconds=30)) == "resolved"
+
+
+def test_keep_firing_for_outlasts_a_short_dip():
+    rule = one_rule(keep_firing_for="1m", **{"for": "0s"})
+    state = AlertState(rule="Test", labels_key="{}", state="inactive")
+    assert step(rule, state, 0.5, T0) == "firing"
+    assert step(rule, state, 0.0, T0 + timedelta(seconds=30)) is None
+    assert step(rule, state, 0.0, T0 + timedelta(seconds=61)) == "resolved"
+
+
+@pytest.mark.parametrize("policy,expected", [("ok", "cleared"), ("alerting", "firing"), ("keep", None)])
+def test_no_data_follows_the_rule(policy, expected):
+    rule = one_rule(no_data=policy)
+    state = AlertState(rule="Test", labels_key="{}", state="inactive")
+    step(rule, state, 0.5, T0)  # pending
+    assert step(rule, state, None, T0 + timedelta(minutes=3)) == expected
+
+
+def test_real_5xx_traffic_fires_then_resolves_and_a_restart_keeps_for_progress(make_app, tmp_path):
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(yaml.safe_dump(rule_doc(
+        name="HighErrorRate", params={"window": "5m", "min_requests": 10}, threshold=0.01, **{"for": "30s"})))
+    # Postal down: reading a message only Postal knows answers 503 UpstreamUnavailable.
+    app = make_app(ALERT_RULES_FILE=str(rules_file), POSTAL_TRANSPORT="http", POSTAL_API_URL="http://127.0.0.1:9",
+                   POSTAL_API_KEY="k" * 24)
+    client, headers = app.test_client(), {"X-Server-API-Key": new_key(app, "send")}
+    sent = client.post("/api/v1/send/message", json={"to": ["a@example.com"], "from": "x@mailgoat.dev",
+                                                     "subject": "s", "plain_body": "b"}, headers=headers).get_json()
+    with app.app_context():  # as if the worker had delivered it: Postal gave it an id
+        from controlplane.gateway.models import MessageRecipient
+
+        db.session.execute(MessageRecipient.__table__.update().values(postal_id=4242))
+        db.session.commit()
+    for _ in range(20):
+        assert client.get("/live").status_code == 200
+    for _ in range(5):
+        answer = client.post("/api/v1/messages/deliveries", json={"id": sent["message_id"]}, headers=headers)
+        assert answer.status_code == 503
+    recorder = app.extensions["controlplane.request_stats"]
+    settings = app.extensions["controlplane.settings"]
+    now = datetime.now(timezone.utc)
+    with app.app_context():
+        recorder.flush()
+        rules = app.extensions["controlplane.alert_rules"]
+        assert [t.name for t in evaluate(settings, rules, now)] == ["pending"]
+    # A restart (a new app, a new leader) in the middle of `for`: the state is in the database.
+    restarted = make_app(ALERT_RULES_FILE=str(rules_file), migrate=False,
+                         DATABASE_URL=settings.database_url)
+    with restarted.app_context():
+        rules = restarted.extensions["controlplane.alert_rules"]
+        assert [t.name for t in evaluate(settings, rules, now + timedelta(seconds=31))] == ["firing"]
+        assert evaluate(settings, rules, now + timedelta(seconds=46)) == []  # fires once, not every time
+        # Five minutes later the errors have left the window and too little traffic remains: resolved.
+        assert [t.name for t in evaluate(settings, rules, now + timedelta(minutes=6))] == ["resolved"]
+        history = [e.transition for e in db.session.execute(select(AlertEvent).order_by(AlertEvent.id)).scalars()]
+        assert history == ["pending", "firing", "resolved"]
+
+
+def test_every_shipped_rule_evaluates_on_a_fresh_database(app):
+    with app.app_context():
+        transitions = evaluate(app.extensions["controlplane.settings"], app.extensions["controlplane.alert_rules"])
+        states = {s.rule: s.state for s in db.session.execute(select(AlertState)).scalars()}
+    assert set(states) == SHIPPED
+    # With no worker and no backup yet, these hold at once (no_data: alerting); nothing else does.
+    assert {t.rule.name for t in transitions if t.name in ("pending", "firing")} == {
+        "BackupMissing", "NoLiveWorker", "NoLeader"}
+
+
+def test_cli_validates_lists_and_shows_history(make_app, base_env, tmp_path):
+    app = make_app()
+    with app.app_context():
+        evaluate(app.extensions["controlplane.settings"], app.extensions["controlplane.alert_rules"])
+    runner = CliRunner()
+    assert "14 rules valid" in runner.invoke(main, ["alerts", "validate"], env=base_env).output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(rule_doc(op="!")))
+    result = runner.invoke(main, ["alerts", "validate", str(bad)], env=base_env)
+    assert result.exit_code == 1 and "rule 'Test'.op" in result.output
+    listed = json.loads(runner.invoke(main, ["alerts", "list", "--json"], env=base_env).stdout)
+    assert {r["rule"]: r["state"] for r in listed}["BackupMissing"] == "firing"
+    assert "BackupMissing" in runner.invoke(main, ["alerts", "history"], env=base_env).output
+
+
+def test_a_broken_rules_file_stops_start_up_with_its_error(base_env, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(rule_doc(threshold="x")))
+    result = CliRunner().invoke(main, ["keys", "list"], env={**base_env, "ALERT_RULES_FILE": str(bad)})
+    assert result.exit_code == 2 and "rule 'Test'.threshold: must be a number" in result.output
