@@ -199,6 +199,12 @@ class Settings:
     backup_pg_bindir: str | None = None
     alert_rules_file: Path = PROJECT_ROOT / "alerts" / "rules.yaml"
     alert_evaluation_seconds: float = 15.0
+    # Route name -> routing key: "default" from PAGERDUTY_ROUTING_KEY, others from
+    # PAGERDUTY_ROUTING_KEY_<NAME> (a severity, or a rule's `pagerduty_route` label).
+    pagerduty_routes: dict = field(default_factory=dict)
+    pagerduty_events_url: str = "https://events.pagerduty.com"
+    alert_resolve_repeats: int = 2
+    grafana_url: str | None = None
 
     # Which secrets were generated because none was configured (development only).
     generated_secrets: tuple[str, ...] = field(default=())
@@ -214,7 +220,7 @@ class Settings:
     def describe(self) -> dict:
         """Settings safe to print: secrets are shown only as set / unset."""
         hidden = {"jwt_secret", "jwt_secret_previous", "api_key_salt", "api_key_salt_previous",
-                  "backup_encryption_key", "backup_encryption_keys_previous",
+                  "backup_encryption_key", "backup_encryption_keys_previous", "pagerduty_routes",
                   "postal_api_key", "sentry_dsn"}
         out = {}
         for f in fields(self):
@@ -259,6 +265,10 @@ class Settings:
             backup_drill_url=_optional_url(env, "BACKUP_DRILL_URL"),
             backup_pg_bindir=env.str("BACKUP_PG_BINDIR"),
             alert_rules_file=Path(env.str("ALERT_RULES_FILE", str(PROJECT_ROOT / "alerts" / "rules.yaml"))),
+            pagerduty_routes=_pagerduty_routes(env),
+            pagerduty_events_url=(env.str("PAGERDUTY_EVENTS_URL") or "https://events.pagerduty.com").rstrip("/"),
+            alert_resolve_repeats=env.int("ALERT_RESOLVE_REPEATS", 2, minimum=0),
+            grafana_url=_optional_url(env, "GRAFANA_URL"),
             alert_evaluation_seconds=env.float("ALERT_EVALUATION_SECONDS", 15.0, minimum=1.0),
             backup_wal_seal_seconds=env.float("BACKUP_WAL_SEAL_SECONDS", 60.0, minimum=1.0),
             backup_drill_weekday=env.choice("BACKUP_DRILL_WEEKDAY", ("mon", "tue", "wed", "thu", "fri", "sat", "sun"), "sun"),
@@ -388,6 +398,17 @@ def _backup_keys(env: Env, app_env: str, data_dir: Path, generated: list[str]) -
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
     return current, previous
+
+
+def _pagerduty_routes(env: Env) -> dict:
+    routes = {}
+    names = {name.removesuffix("_FILE") for name in env.environ if name.startswith("PAGERDUTY_ROUTING_KEY")}
+    for name in sorted(names):
+        value = env.secret(name)  # NAME or NAME_FILE
+        if value:
+            route = "default" if name == "PAGERDUTY_ROUTING_KEY" else name[len("PAGERDUTY_ROUTING_KEY_"):].lower()
+            routes[route] = value
+    return routes
 
 
 def _time_of_day(env: Env, name: str, default: str) -> tuple[int, int]:

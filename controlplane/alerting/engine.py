@@ -21,6 +21,7 @@ from ..extensions import db
 from ..timeutil import as_utc, utcnow
 from .indicators import INDICATORS, Context
 from .models import AlertEvent, AlertState
+from .notifications import enqueue
 from .rules import Rule, RuleSet
 
 log = logging.getLogger("controlplane.alerting")
@@ -83,7 +84,8 @@ def _state_for(rule: Rule, labels_key: str, known: dict) -> AlertState:
 
 
 def evaluate(settings, rules: RuleSet, now: datetime | None = None) -> list[Transition]:
-    """One evaluation of every rule; commits states and history; returns the transitions."""
+    """One evaluation of every rule; commits states, history and the notifications they cause
+    together; returns the transitions."""
     started = time.perf_counter()
     now = now or utcnow()
     ctx = Context(now=now, settings=settings)
@@ -103,6 +105,7 @@ def evaluate(settings, rules: RuleSet, now: datetime | None = None) -> list[Tran
             transitions.append(Transition(rule, NO_LABELS, name, value, now))
             db.session.add(AlertEvent(rule=rule.name, labels_key=NO_LABELS, transition=name, value=value, at=now,
                                       detail=rule.render("summary", value)))
+            enqueue(transitions[-1], settings)
             log.log(logging.WARNING if name == "firing" else logging.INFO, "alert %s", name,
                     extra={"rule": rule.name, "value": value, "severity": rule.severity})
     db.session.commit()

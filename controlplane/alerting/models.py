@@ -1,6 +1,6 @@
 """Alert state (persisted, so a restart or a new leader neither loses `for` progress nor pages
 twice), the transition history, and deployment records."""
-from sqlalchemy import Float, Index, String, Text, UniqueConstraint
+from sqlalchemy import Float, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..dbtypes import BigIntPK, UTCDateTime
@@ -57,3 +57,29 @@ class Deployment(db.Model):
     detail: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_deployments_kind_finished", "kind", "finished_at"),)
+
+
+class AlertNotification(db.Model):
+    """The notification outbox: written by evaluation, sent by the notifier job, never inline."""
+
+    __tablename__ = "alert_notifications"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(16), nullable=False)  # pagerduty
+    rule: Mapped[str] = mapped_column(String(64), nullable=False)
+    action: Mapped[str] = mapped_column(String(16), nullable=False)  # trigger, resolve
+    dedup_key: Mapped[str] = mapped_column(String(255), nullable=False)
+    # Which routing key (PAGERDUTY_ROUTING_KEY or an override) by its setting's name, never the key.
+    route: Mapped[str] = mapped_column(String(64), nullable=False)
+    payload: Mapped[str] = mapped_column(Text, nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)  # pending, sent, failed
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # Resolves are sent again a few times: a resolve PagerDuty lost leaves an incident open.
+    repeats_left: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_at = mapped_column(UTCDateTime, nullable=False)
+    created_at = mapped_column(UTCDateTime, nullable=False)
+    sent_at = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_alert_notifications_due", "state", "next_attempt_at"),
+                      Index("ix_alert_notifications_sent", "route", "sent_at"))

@@ -146,10 +146,21 @@ def _evaluate_alerts(worker: "Worker") -> None:
     evaluate(worker.settings, worker.app.extensions["controlplane.alert_rules"])
 
 
+def _notify_alerts(worker: "Worker") -> None:
+    from ..alerting.notifications import send_due
+    from ..alerting.pagerduty import PagerDutySender
+
+    sender = PagerDutySender(worker.settings.pagerduty_events_url)
+    while send_due(worker.settings, sender, utcnow()):
+        pass
+
+
 def job_list(settings, health_tick_seconds: float) -> list[Job]:
     return [*backup_jobs(settings),
         Job("alert-evaluate", settings.alert_evaluation_seconds, _evaluate_alerts, leader_only=True,
             recorded=False, description="evaluate every alert rule and record state changes"),
+        Job("alert-notify", 5, _notify_alerts, leader_only=True, recorded=False,
+            description="send due alert notifications to PagerDuty"),
         Job("heartbeat", settings.leader_poll_seconds, _heartbeat, leader_only=False, recorded=False,
             description="write this worker's heartbeat and try for the leader lock"),
         Job("health-refresh", health_tick_seconds, _refresh_health, leader_only=True,

@@ -1,0 +1,119 @@
+"""PagerDuty: the one outbound chokepoint for pages, through the `pagerduty` package's
+EventsApiV2Client, bounded and never blocking evaluation.
+
+The package retries 429 forever (sleeping) and network errors several times. Evaluation never
+calls this; the notifier job does, one attempt per notification per run: 429, 5xx and network
+errors surface at once as `retry` (our outbox retries with backoff), a 400 as permanent. At most
+120 events per minute leave per routing key (PagerDuty's own limit), counted from the outbox.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+
+log = logging.getLogger("controlplane.alerting")
+EVENTS_PER_MINUTE = 120
+
+
+class _Answered(Exception):
+    """Raised by our transport for statuses the package would otherwise sleep on."""
+
+    def __init__(self, status: int, body: str):
+        super().__init__(f"HTTP {status}")
+        self.status, self.body = status, body
+
+
+def _bounded_transport(inner):
+    import httpx2
+
+    class Bounded(httpx2.BaseTransport):
+        def handle_request(self, request):
+            response = inner.handle_request(request)
+            if response.status_code == 429 or response.status_code >= 500:
+                response.read()
+                raise _Answered(response.status_code, response.text[:300])
+            return response
+
+        def close(self):
+            inner.close()
+
+    return Bounded()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    permanent: bool = False
+    error: str | None = None
+
+
+def dedup_key(rule: str, labels_key: str) -> str:
+    """Stable across restarts and config edits: only the rule's name and its label set."""
+    return "mailgoat-cp/" + rule + "/" + hashlib.sha256(labels_key.encode()).hexdigest()[:16]
+
+
+class PagerDutySender:
+    def __init__(self, base_url: str, transport=None, timeout: float = 10.0):
+        self.base_url = base_url
+        self.transport = transport
+        self.timeout = timeout
+
+    def _client(self, routing_key: str):
+        import httpx2
+        import pagerduty
+
+        client = pagerduty.EventsApiV2Client(
+            routing_key, base_url=self.base_url, timeout=self.timeout,
+            transport=_bounded_transport(self.transport or httpx2.HTTPTransport()))
+        client.max_network_attempts = 0  # one try; our outbox schedules the next
+        client.retry = {}
+        return client
+
+    def send(self, routing_key: str, action: str, dedup: str, payload: dict | None) -> Outcome:
+        import httpx2
+        import pagerduty
+
+        client = self._client(routing_key)
+        try:
+            if action == "trigger":
+                client.send_event("trigger", dedup_key=dedup, payload=payload,
+                                  **({"links": payload.pop("links")} if payload and "links" in payload else {}))
+            else:
+                client.send_event(action, dedup_key=dedup)
+            return Outcome(True)
+        except _Answered as exc:
+            return Outcome(False, error=f"PagerDuty answered {exc} {exc.body}".strip())
+        except pagerduty.ServerHttpError as exc:  # an answer that is not PagerDuty's: try again later
+            return Outcome(False, error=f"PagerDuty: {exc}")
+        except pagerduty.HttpError as exc:  # 4xx: the event itself is wrong; sending again cannot help
+            response = getattr(exc, "response", None)
+            body = response.text[:300] if response is not None else ""
+            return Outcome(False, permanent=True, error=f"PagerDuty refused the event: {exc} {body}".strip())
+        except (pagerduty.Error, httpx2.HTTPError, OSError) as exc:
+            return Outcome(False, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            client.close()
+
+
+def trigger_payload(rule, value, now, settings, source: str) -> dict:
+    """PagerDuty's trigger payload for a firing rule (CONTRACTS.md §4)."""
+    details = {"observed_value": value, "threshold": rule.threshold, "op": rule.op,
+               "window": rule.params.get("window") or rule.params.get("long_window"),
+               "for_seconds": rule.for_seconds, "description": rule.render("description", value),
+               "runbook_url": rule.annotations.get("runbook_url")}
+    links = []
+    if rule.annotations.get("runbook_url"):
+        links.append({"href": rule.annotations["runbook_url"], "text": "Runbook"})
+    if settings.grafana_url:
+        panel = f"{settings.grafana_url.rstrip('/')}/d/mailgoat-ops/operations?var-alert={rule.name}"
+        details["grafana_url"] = panel
+        links.append({"href": panel, "text": "Grafana"})
+    payload = {"summary": rule.render("summary", value)[:1024], "source": source, "severity": rule.severity,
+               "timestamp": now.isoformat(), "component": rule.status_component or rule.indicator,
+               "group": rule.labels.get("team", "platform"), "class": rule.indicator,
+               "custom_details": json.loads(json.dumps(details, default=str))}
+    if links:
+        payload["links"] = links
+    return payload

@@ -1,0 +1,204 @@
+"""PagerDuty notifications through the `pagerduty` package, asserted at its transport: payloads,
+429 / 5xx / 400 / network failures, resolve repeats, the per-key rate limit, and end to end."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import httpx2
+import pytest
+import yaml
+from sqlalchemy import select
+
+from controlplane.alerting.engine import Transition, evaluate
+from controlplane.alerting.models import AlertNotification
+from controlplane.alerting.notifications import enqueue, send_due
+from controlplane.alerting.pagerduty import PagerDutySender, dedup_key
+from controlplane.alerting.rules import parse_rules
+from controlplane.extensions import db
+from controlplane.timeutil import as_utc
+from tests.conftest import new_key
+
+KEY = "a" * 32
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+
+
+class PagerDutyDouble:
+    """Answers like the Events API v2 (202 + dedup_key), or as told: a status, or a network error."""
+
+    def __init__(self):
+        self.events: list[dict] = []
+        self.answers: list = []
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        answer = self.answers.pop(0) if self.answers else 202
+        if isinstance(answer, Exception):
+            raise answer
+        event = json.loads(request.content)
+        self.events.append({"url": str(request.url), **event})
+        if answer == 202:
+            return httpx2.Response(202, json={"status": "success", "message": "Event processed",
+                                              "dedup_key": event.get("dedup_key")})
+        return httpx2.Response(answer, json={"status": "invalid event", "message": "Event object is invalid"})
+
+    def sender(self) -> PagerDutySender:
+        return PagerDutySender("https://events.pagerduty.com", transport=httpx2.MockTransport(self))
+
+
+@pytest.fixture
+def pd():
+    return PagerDutyDouble()
+
+
+def rule(**overrides):
+    doc = {"name": "HighErrorRate", "indicator": "http_error_ratio", "params": {"window": "5m"}, "op": ">",
+           "threshold": 0.01, "for": "2m", "labels": {"severity": "critical", "team": "platform"},
+           "annotations": {"summary": "5xx ratio {value:.1%}", "description": "too many errors",
+                           "runbook_url": "https://runbooks.example/high-error-rate"}, "status_component": "api"}
+    doc.update(overrides)
+    return parse_rules({"rules": [doc]}).rules[0]
+
+
+def pd_app(make_app, **env):
+    return make_app(PAGERDUTY_ROUTING_KEY=KEY, GRAFANA_URL="https://grafana.example", **env)
+
+
+def queue(app, name="firing", value=0.2, at=NOW, the_rule=None):
+    with app.app_context():
+        row = enqueue(Transition(the_rule or rule(), "{}", name, value, at), app.extensions["controlplane.settings"])
+        db.session.commit()
+        return row.id if row else None
+
+
+def run(app, pd, at=NOW) -> int:
+    with app.app_context():
+        return send_due(app.extensions["controlplane.settings"], pd.sender(), at)
+
+
+def notification(app, row_id) -> AlertNotification:
+    with app.app_context():
+        db.session.remove()
+        return db.session.get(AlertNotification, row_id)
+
+
+def test_a_trigger_carries_what_on_call_needs(make_app, pd):
+    app = pd_app(make_app)
+    row_id = queue(app)
+    assert run(app, pd) == 1
+    (event,) = pd.events
+    assert event["url"] == "https://events.pagerduty.com/v2/enqueue"
+    assert event["routing_key"] == KEY and event["event_action"] == "trigger"
+    assert event["dedup_key"] == dedup_key("HighErrorRate", "{}")
+    payload = event["payload"]
+    assert payload["summary"] == "5xx ratio 20.0%" and payload["severity"] == "critical"
+    assert payload["timestamp"] == NOW.isoformat() and payload["source"]
+    assert (payload["component"], payload["group"], payload["class"]) == ("api", "platform", "http_error_ratio")
+    details = payload["custom_details"]
+    assert details["observed_value"] == 0.2 and details["threshold"] == 0.01 and details["window"] == "5m"
+    assert details["runbook_url"] == "https://runbooks.example/high-error-rate"
+    assert details["grafana_url"].startswith("https://grafana.example/d/")
+    assert {link["text"] for link in event["links"]} == {"Runbook", "Grafana"}
+    assert notification(app, row_id).state == "sent"
+
+
+def test_the_dedup_key_survives_config_edits():
+    assert dedup_key("HighErrorRate", "{}") == dedup_key("HighErrorRate", "{}")
+    assert dedup_key("HighErrorRate", "{}") != dedup_key("HighLatencyP95", "{}")
+    assert len(dedup_key("X" * 63, "{}")) <= 255
+
+
+@pytest.mark.parametrize("failure", [429, 500, 503, httpx2.ConnectError("connection refused")])
+def test_429_5xx_and_network_errors_are_retried_later_without_blocking(make_app, pd, failure):
+    app = pd_app(make_app)
+    row_id = queue(app)
+    pd.answers = [failure]
+    assert run(app, pd) == 1
+    row = notification(app, row_id)
+    assert row.state == "pending" and row.attempts == 1 and as_utc(row.next_attempt_at) > NOW and row.last_error
+    assert run(app, pd) == 0  # not due yet: nothing is sent twice in a run
+    assert run(app, pd, at=NOW + timedelta(minutes=1)) == 1
+    assert notification(app, row_id).state == "sent"
+
+
+def test_a_400_is_recorded_and_never_retried(make_app, pd):
+    app = pd_app(make_app)
+    row_id = queue(app)
+    pd.answers = [400]
+    run(app, pd)
+    row = notification(app, row_id)
+    assert row.state == "failed" and "refused" in row.last_error
+    assert run(app, pd, at=NOW + timedelta(hours=1)) == 0 and len(pd.events) == 1
+
+
+def test_resolves_are_sent_again_a_few_times(make_app, pd):
+    app = pd_app(make_app)
+    queue(app, "resolved", value=0.0)
+    for minute in range(5):
+        run(app, pd, at=NOW + timedelta(minutes=minute))
+    assert [e["event_action"] for e in pd.events] == ["resolve"] * 3
+    assert all("payload" not in e for e in pd.events)
+
+
+def test_at_most_120_events_a_minute_per_routing_key(make_app, pd):
+    app = pd_app(make_app)
+    for _ in range(125):
+        queue(app)
+    with app.app_context():
+        settings = app.extensions["controlplane.settings"]
+        while send_due(settings, pd.sender(), NOW):
+            pass
+    assert len(pd.events) == 120
+    run(app, pd, at=NOW + timedelta(seconds=61))
+    assert len(pd.events) == 125
+
+
+def test_severity_routes_and_an_unconfigured_pagerduty_is_an_explicit_no_op(make_app, pd):
+    app = make_app(PAGERDUTY_ROUTING_KEY=KEY, PAGERDUTY_ROUTING_KEY_WARNING="w" * 32)
+    queue(app, the_rule=rule(labels={"severity": "warning"}))
+    run(app, pd)
+    assert pd.events[0]["routing_key"] == "w" * 32
+    quiet = make_app()
+    assert queue(quiet) is None
+    assert "pagerduty_routes" in quiet.extensions["controlplane.settings"].describe()
+    assert quiet.extensions["controlplane.settings"].describe()["pagerduty_routes"] == "unset"
+
+
+def test_real_5xx_traffic_pages_then_resolves(make_app, pd, tmp_path):
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(yaml.safe_dump({"rules": [{
+        "name": "HighErrorRate", "indicator": "http_error_ratio", "params": {"window": "5m", "min_requests": 10},
+        "op": ">", "threshold": 0.01, "for": "30s", "labels": {"severity": "critical"},
+        "annotations": {"summary": "5xx ratio {value:.0%}"}}]}))
+    # Postal down: reading delivery attempts only Postal knows answers 503.
+    app = pd_app(make_app, ALERT_RULES_FILE=str(rules_file), POSTAL_TRANSPORT="http",
+                 POSTAL_API_URL="http://127.0.0.1:9", POSTAL_API_KEY="k" * 24)
+    client, headers = app.test_client(), {"X-Server-API-Key": new_key(app, "send")}
+    sent = client.post("/api/v1/send/message", json={"to": ["a@example.com"], "from": "x@mailgoat.dev",
+                                                     "subject": "s", "plain_body": "b"}, headers=headers).get_json()
+    with app.app_context():
+        from controlplane.gateway.models import MessageRecipient
+
+        db.session.execute(MessageRecipient.__table__.update().values(postal_id=4242))
+        db.session.commit()
+    for _ in range(20):
+        client.get("/live")
+    for _ in range(5):
+        assert client.post("/api/v1/messages/deliveries", json={"id": sent["message_id"]},
+                           headers=headers).status_code == 503
+    settings, rules = app.extensions["controlplane.settings"], app.extensions["controlplane.alert_rules"]
+    start = datetime.now(timezone.utc)
+    with app.app_context():
+        app.extensions["controlplane.request_stats"].flush()
+        for seconds in (0, 15, 30, 45):  # the leader's 15 s cadence
+            evaluate(settings, rules, start + timedelta(seconds=seconds))
+            send_due(settings, pd.sender(), start + timedelta(seconds=seconds))
+        assert [e["event_action"] for e in pd.events] == ["trigger"]
+        assert pd.events[0]["payload"]["summary"] == "5xx ratio 19%"  # 5 of 26 requests
+        # The errors stop (and age out of the window): resolved, and the resolve reaches PagerDuty.
+        later = start + timedelta(minutes=6)
+        evaluate(settings, rules, later)
+        send_due(settings, pd.sender(), later)
+        assert [e["event_action"] for e in pd.events] == ["trigger", "resolve"]
+        assert pd.events[0]["dedup_key"] == pd.events[1]["dedup_key"]
+        states = db.session.execute(select(AlertNotification.action, AlertNotification.state)).all()
+        assert ("trigger", "sent") in states
