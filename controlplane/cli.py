@@ -58,10 +58,18 @@ def upgrade(app, revision, skip_backup):
     from .backups.premigration import backup_before_migrating
     from .schema import upgrade_database
 
-    taken = backup_before_migrating(app.extensions["controlplane.settings"], revision, skip=skip_backup)
+    from .alerting.deployments import record_migration
+
+    settings = app.extensions["controlplane.settings"]
+    taken = backup_before_migrating(settings, revision, skip=skip_backup)
     if taken is not None:
         click.echo(f"pre-migration backup {taken.id} ({taken.name}) taken")
-    upgrade_database(revision)
+    try:
+        upgrade_database(revision)
+    except Exception as exc:
+        record_migration(settings, "failed", revision, f"{type(exc).__name__}: {exc}")
+        raise
+    record_migration(settings, "succeeded", current_heads_text())
     click.echo(f"database at {current_heads_text()}")
 
 

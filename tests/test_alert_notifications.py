@@ -202,3 +202,45 @@ def test_real_5xx_traffic_pages_then_resolves(make_app, pd, tmp_path):
         assert pd.events[0]["dedup_key"] == pd.events[1]["dedup_key"]
         states = db.session.execute(select(AlertNotification.action, AlertNotification.state)).all()
         assert ("trigger", "sent") in states
+
+
+def test_deployments_record_failures_for_the_rules_and_send_successes_as_change_events(make_app, pd):
+    app = pd_app(make_app)
+    client = app.test_client()
+    headers = {"X-Server-API-Key": new_key(app, "admin")}
+    started = client.post("/api/v1/deployments", json={"version": "1.4.0", "commit": "abc123"}, headers=headers)
+    assert started.status_code == 201 and started.get_json()["data"]["status"] == "started"
+    deployment_id = started.get_json()["data"]["id"]
+    done = client.post("/api/v1/deployments", json={"id": deployment_id, "status": "succeeded"}, headers=headers)
+    assert done.status_code == 200 and done.get_json()["data"]["version"] == "1.4.0"
+    run(app, pd, at=datetime.now(timezone.utc) + timedelta(seconds=1))
+    (change,) = pd.events
+    assert change["url"].endswith("/v2/change/enqueue") and change["payload"]["summary"] == "Deployed 1.4.0"
+    # A failed deploy fires DeploymentFailed on the next evaluation; nothing else about it pages.
+    client.post("/api/v1/deployments", json={"version": "1.4.1", "status": "failed", "detail": "health check"},
+                headers=headers)
+    with app.app_context():
+        transitions = evaluate(app.extensions["controlplane.settings"], app.extensions["controlplane.alert_rules"])
+    assert "DeploymentFailed" in {t.rule.name for t in transitions if t.name == "firing"}
+    for bad, message in (({"status": "finished"}, "status must be one of"), ({"kind": "party"}, "kind must be one of"),
+                         ({"id": 999, "status": "failed"}, "no deploy with id 999"),
+                         ({"id": deployment_id, "status": "failed"}, "already succeeded")):
+        answer = client.post("/api/v1/deployments", json=bad, headers=headers)
+        assert answer.status_code == 422 and message in answer.get_json()["data"]["message"]
+    sender_key = {"X-Server-API-Key": new_key(app, "send")}
+    assert client.post("/api/v1/deployments", json={}, headers=sender_key).status_code == 403
+
+
+def test_db_upgrade_records_the_migration(make_app, base_env):
+    from click.testing import CliRunner
+
+    from controlplane.alerting.models import Deployment
+    from controlplane.cli import main
+
+    result = CliRunner().invoke(main, ["db", "upgrade"], env=base_env)
+    assert result.exit_code == 0, result.output
+    app = make_app(migrate=False)
+    with app.app_context():
+        rows = db.session.execute(select(Deployment)).scalars().all()
+    assert [(r.kind, r.status) for r in rows] == [("migration", "succeeded")]
+    assert rows[0].version.startswith("0014")

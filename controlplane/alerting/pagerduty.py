@@ -80,6 +80,8 @@ class PagerDutySender:
             if action == "trigger":
                 client.send_event("trigger", dedup_key=dedup, payload=payload,
                                   **({"links": payload.pop("links")} if payload and "links" in payload else {}))
+            elif action == "change":  # a deploy: PagerDuty's change events never page
+                client.send_change_event(payload=payload)
             else:
                 client.send_event(action, dedup_key=dedup)
             return Outcome(True)
