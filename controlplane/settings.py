@@ -204,6 +204,7 @@ class Settings:
     pagerduty_routes: dict = field(default_factory=dict)
     pagerduty_events_url: str = "https://events.pagerduty.com"
     alert_resolve_repeats: int = 2
+    alert_repeat_seconds: float = 4 * 3600
     grafana_url: str | None = None
 
     # Which secrets were generated because none was configured (development only).
@@ -268,6 +269,7 @@ class Settings:
             pagerduty_routes=_pagerduty_routes(env),
             pagerduty_events_url=(env.str("PAGERDUTY_EVENTS_URL") or "https://events.pagerduty.com").rstrip("/"),
             alert_resolve_repeats=env.int("ALERT_RESOLVE_REPEATS", 2, minimum=0),
+            alert_repeat_seconds=env.float("ALERT_REPEAT_SECONDS", 4 * 3600, minimum=0),
             grafana_url=_optional_url(env, "GRAFANA_URL"),
             alert_evaluation_seconds=env.float("ALERT_EVALUATION_SECONDS", 15.0, minimum=1.0),
             backup_wal_seal_seconds=env.float("BACKUP_WAL_SEAL_SECONDS", 60.0, minimum=1.0),

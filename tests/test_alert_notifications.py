@@ -243,4 +243,90 @@ def test_db_upgrade_records_the_migration(make_app, base_env):
     with app.app_context():
         rows = db.session.execute(select(Deployment)).scalars().all()
     assert [(r.kind, r.status) for r in rows] == [("migration", "succeeded")]
-    assert rows[0].version.startswith("0014")
+    from tests.test_migrations import HEAD
+
+    assert rows[0].version == HEAD
+
+
+def test_silences_and_maintenance_suppress_pages_but_not_state(make_app, pd):
+    from controlplane.alerting.silences import create_silence
+
+    app = pd_app(make_app)
+    with app.app_context():
+        create_silence({"alertname": "HighErrorRate"}, NOW - timedelta(minutes=1), NOW + timedelta(hours=1),
+                       "ops", "known incident")
+    assert queue(app) is None  # silenced: no page
+    assert queue(app, the_rule=rule(name="Other")) is not None  # other rules still page
+    assert queue(app, "resolved") is not None  # resolves always go out
+    assert queue(app, at=NOW + timedelta(hours=2)) is not None  # the silence has ended
+    with app.app_context():
+        create_silence({}, NOW + timedelta(hours=3), NOW + timedelta(hours=4), "ops", "upgrade", kind="maintenance")
+    assert queue(app, the_rule=rule(name="Other"), at=NOW + timedelta(hours=3, minutes=5)) is None
+
+
+def test_silence_api_and_cli(make_app, base_env):
+    from click.testing import CliRunner
+
+    from controlplane.cli import main
+
+    app = make_app()
+    client = app.test_client()
+    admin = {"X-Server-API-Key": new_key(app, "admin")}
+    created = client.post("/api/v1/silences", json={"matchers": {"alertname": "BackupMissing"}, "duration": "2h",
+                                                     "comment": "restoring the bucket"}, headers=admin)
+    assert created.status_code == 201 and created.get_json()["data"]["active"] is True
+    silence_id = created.get_json()["data"]["id"]
+    for bad in ({"matchers": {}, "duration": "1h", "comment": "x"}, {"matchers": {"a": "b"}, "duration": "90d",
+                                                                     "comment": "x"},
+                {"matchers": {"a": "b"}, "duration": "1h"}, {"matchers": ["x"], "duration": "1h", "comment": "x"}):
+        assert client.post("/api/v1/silences", json=bad, headers=admin).status_code == 422
+    assert client.delete(f"/api/v1/silences/{silence_id}", headers=admin).get_json()["data"]["active"] is False
+    assert client.delete("/api/v1/silences/999", headers=admin).status_code == 404
+    reader = {"X-Server-API-Key": new_key(app, "read")}
+    assert client.post("/api/v1/silences", json={}, headers=reader).status_code == 403
+    assert len(client.get("/api/v1/silences", headers=reader).get_json()["data"]) == 1
+    assert {a["rule"] for a in client.get("/api/v1/alerts", headers=reader).get_json()["data"]} >= {"HighErrorRate"}
+    runner = CliRunner()
+    made = runner.invoke(main, ["alerts", "silence", "create", "--match", "severity=warning", "--duration", "30m",
+                                "--author", "me", "--comment", "noisy"], env=base_env)
+    assert made.exit_code == 0 and "until" in made.output
+    assert "severity" in runner.invoke(main, ["alerts", "silence", "list"], env=base_env).output
+    assert runner.invoke(main, ["alerts", "silence", "expire", "2"], env=base_env).exit_code == 0
+    bad = runner.invoke(main, ["alerts", "silence", "create", "--match", "oops", "--author", "a", "--comment", "c"],
+                        env=base_env)
+    assert bad.exit_code == 2 and "label=value" in bad.output
+
+
+def test_long_firing_alerts_page_again_after_the_repeat_interval(make_app, pd, tmp_path):
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(yaml.safe_dump({"rules": [{
+        "name": "NoLiveWorker", "indicator": "live_workers", "op": "<", "threshold": 1, "for": "0s",
+        "labels": {"severity": "critical"}, "annotations": {"summary": "no worker"}}]}))
+    app = pd_app(make_app, ALERT_RULES_FILE=str(rules_file), ALERT_REPEAT_SECONDS="3600")
+    settings, rules = app.extensions["controlplane.settings"], app.extensions["controlplane.alert_rules"]
+    with app.app_context():
+        for minutes in (0, 30, 61, 90, 122):
+            evaluate(settings, rules, NOW + timedelta(minutes=minutes))
+        actions = db.session.execute(select(AlertNotification.action, AlertNotification.created_at)
+                                     .order_by(AlertNotification.id)).all()
+    assert [a for a, _ in actions] == ["trigger", "trigger", "trigger"]
+    assert [as_utc(at) - NOW for _, at in actions] == [timedelta(0), timedelta(minutes=61), timedelta(minutes=122)]
+
+
+def test_alerts_test_sends_a_test_page(make_app, base_env, monkeypatch, pd):
+    from click.testing import CliRunner
+
+    from controlplane.alerting import pagerduty
+    from controlplane.cli import main
+
+    make_app()
+    original = pagerduty.PagerDutySender.__init__
+    monkeypatch.setattr(pagerduty.PagerDutySender, "__init__",
+                        lambda self, url, transport=None, timeout=10.0: original(self, url, httpx2.MockTransport(pd)))
+    env = {**base_env, "PAGERDUTY_ROUTING_KEY": KEY}
+    result = CliRunner().invoke(main, ["alerts", "test", "BackupMissing"], env=env)
+    assert result.exit_code == 0, result.output
+    assert pd.events[0]["payload"]["summary"].startswith("[TEST] BackupMissing")
+    assert CliRunner().invoke(main, ["alerts", "test", "Nope"], env=env).exit_code == 1
+    unconfigured = CliRunner().invoke(main, ["alerts", "test", "BackupMissing"], env=base_env)
+    assert unconfigured.exit_code == 1 and "PAGERDUTY_ROUTING_KEY" in unconfigured.output

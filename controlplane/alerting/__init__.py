@@ -5,9 +5,10 @@ machine evaluated by the leader. Notifiers, silences and the Prometheus export b
 def init_alerting(app) -> None:
     from . import models  # noqa: F401  (tables for metadata and migrations)
     from .rules import load_rules
-    from .views import bp
+    from .views import bp, silences_bp
 
     settings = app.extensions["controlplane.settings"]
     # Loaded (and so validated) at start-up: a broken rules file fails loudly, not at 3 a.m.
     app.extensions["controlplane.alert_rules"] = load_rules(settings.alert_rules_file)
     app.register_blueprint(bp)
+    app.register_blueprint(silences_bp)

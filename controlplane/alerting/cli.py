@@ -68,3 +68,89 @@ def alerts_history(app, limit):
 
     for event in db.session.execute(select(AlertEvent).order_by(AlertEvent.id.desc()).limit(limit)).scalars():
         click.echo(f"{event.at:%Y-%m-%d %H:%M:%S}  {event.rule:<28} {event.transition:<9} {event.detail or ''}")
+
+
+@alerts.command("test")
+@click.argument("rule_name")
+@with_app
+def alerts_test(app, rule_name):
+    """Send a test page for RULE to its PagerDuty route now (resolve it in PagerDuty)."""
+    from ..timeutil import utcnow
+    from .notifications import route_for
+    from .pagerduty import PagerDutySender, trigger_payload
+
+    settings = app.extensions["controlplane.settings"]
+    rule = app.extensions["controlplane.alert_rules"].get(rule_name)
+    if rule is None:
+        raise click.ClickException(f"no rule {rule_name!r} in {settings.alert_rules_file}")
+    route = route_for(rule, settings)
+    if route is None:
+        raise click.ClickException("PagerDuty is not configured: set PAGERDUTY_ROUTING_KEY")
+    now = utcnow()
+    payload = trigger_payload(rule, None, now, settings, settings.otel_service_name)
+    payload["summary"] = f"[TEST] {rule.name}: a test page from controlplane alerts test"
+    outcome = PagerDutySender(settings.pagerduty_events_url).send(
+        settings.pagerduty_routes[route], "trigger", f"mailgoat-cp/test/{rule.name}/{int(now.timestamp())}", payload)
+    if not outcome.ok:
+        raise click.ClickException(f"the test page was not accepted: {outcome.error}")
+    click.echo(f"test page for {rule.name} sent to route {route!r} ({rule.severity})")
+
+
+@alerts.group("silence")
+def silence():
+    """Silences (label matchers, a time range, who and why)."""
+
+
+@silence.command("create")
+@click.option("--match", "matchers", multiple=True, help="label=value (alertname=RULE for one rule); repeatable")
+@click.option("--duration", default="1h", show_default=True, help="30m, 2h, 1d (at most 30 days)")
+@click.option("--author", required=True)
+@click.option("--comment", required=True)
+@click.option("--maintenance", is_flag=True, help="A maintenance window: silence every alert (no matchers).")
+@with_app
+def silence_create(app, matchers, duration, author, comment, maintenance):
+    from datetime import timedelta
+
+    from .rules import RulesError, parse_duration
+    from .silences import SilenceError, create_silence
+
+    parsed = {}
+    for matcher in matchers:
+        name, sep, value = matcher.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{matcher!r} is not label=value", param_hint="--match")
+        parsed[name.strip()] = value.strip()
+    try:
+        row = create_silence(parsed, None, None, author, comment, kind="maintenance" if maintenance else "silence",
+                             duration=timedelta(seconds=parse_duration(duration, "--duration")))
+    except (SilenceError, RulesError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"silence {row.id} until {row.ends_at:%Y-%m-%d %H:%M} UTC")
+
+
+@silence.command("list")
+@with_app
+def silence_list(app):
+    from sqlalchemy import select
+
+    from ..extensions import db
+    from .models import Silence
+    from .silences import describe
+
+    for row in db.session.execute(select(Silence).order_by(Silence.id.desc()).limit(50)).scalars():
+        item = describe(row)
+        click.echo(f"{item['id']:>4} {'active ' if item['active'] else 'ended  '} {item['kind']:<11} "
+                   f"{json.dumps(item['matchers'])} until {item['ends_at']} by {item['author']}: {item['comment']}")
+
+
+@silence.command("expire")
+@click.argument("silence_id", type=int)
+@with_app
+def silence_expire(app, silence_id):
+    from .silences import SilenceError, expire_silence
+
+    try:
+        expire_silence(silence_id)
+    except SilenceError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"silence {silence_id} expired")

@@ -74,6 +74,12 @@ def step(rule: Rule, state: AlertState, value: float | None, now: datetime) -> s
     return transition
 
 
+def _repeat_due(settings, state: AlertState, now: datetime) -> bool:
+    repeat = settings.alert_repeat_seconds
+    return bool(repeat) and state.last_notified_at is not None and \
+        now - as_utc(state.last_notified_at) >= timedelta(seconds=repeat)
+
+
 def _state_for(rule: Rule, labels_key: str, known: dict) -> AlertState:
     state = known.get((rule.name, labels_key))
     if state is None:
@@ -101,6 +107,14 @@ def evaluate(settings, rules: RuleSet, now: datetime | None = None) -> list[Tran
             known = {(s.rule, s.labels_key): s for s in db.session.execute(select(AlertState)).scalars()}
         state = _state_for(rule, NO_LABELS, known)
         name = step(rule, state, value, now)
+        if name == "firing":
+            state.last_notified_at = now
+        elif name is None and state.state == "firing" and _repeat_due(settings, state, now):
+            # Still firing after the repeat interval: page again (same dedup key, same incident).
+            state.last_notified_at = now
+            enqueue(Transition(rule, NO_LABELS, "firing", value, now), settings)
+            db.session.add(AlertEvent(rule=rule.name, labels_key=NO_LABELS, transition="renotified", value=value,
+                                      at=now, detail=rule.render("summary", value)))
         if name is not None:
             transitions.append(Transition(rule, NO_LABELS, name, value, now))
             db.session.add(AlertEvent(rule=rule.name, labels_key=NO_LABELS, transition=name, value=value, at=now,

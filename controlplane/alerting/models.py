@@ -83,3 +83,24 @@ class AlertNotification(db.Model):
 
     __table_args__ = (Index("ix_alert_notifications_due", "state", "next_attempt_at"),
                       Index("ix_alert_notifications_sent", "route", "sent_at"))
+
+
+class Silence(db.Model):
+    """Suppresses notifications (never state) for alerts whose labels match, between start and end.
+
+    `matchers` is a JSON object of label -> value (`alertname` is the rule's name); an empty
+    object matches every alert, which is what a maintenance window is.
+    """
+
+    __tablename__ = "alert_silences"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    matchers: Mapped[str] = mapped_column(Text, nullable=False)
+    starts_at = mapped_column(UTCDateTime, nullable=False)
+    ends_at = mapped_column(UTCDateTime, nullable=False)
+    author: Mapped[str] = mapped_column(String(120), nullable=False)
+    comment: Mapped[str] = mapped_column(Text, nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, default="silence")  # silence, maintenance
+    created_at = mapped_column(UTCDateTime, nullable=False)
+
+    __table_args__ = (Index("ix_alert_silences_ends", "ends_at"),)

@@ -35,6 +35,13 @@ def enqueue(transition, settings) -> AlertNotification | None:
     route = route_for(transition.rule, settings)
     if route is None:
         return None  # explicit no-op: the state and history still record the alert
+    from .silences import silencing
+
+    silence = silencing(transition.rule, transition.at)
+    if silence is not None and transition.name == "firing":
+        log.info("alert silenced", extra={"rule": transition.rule.name, "silence": silence.id,
+                                          "kind": silence.kind, "comment": silence.comment})
+        return None  # a resolve still goes out: PagerDuty drops one for an alert it never opened
     action = "trigger" if transition.name == "firing" else "resolve"
     payload = (trigger_payload(transition.rule, transition.value, transition.at, settings, settings.otel_service_name)
                if action == "trigger" else {})

@@ -37,3 +37,92 @@ def create_or_finish():
 def list_deployments():
     rows = db.session.execute(select(Deployment).order_by(Deployment.id.desc()).limit(50)).scalars()
     return success([describe(row) for row in rows])
+
+
+silences_bp = Blueprint("silences", __name__, url_prefix="/api/v1")
+silences_bp.before_request(start_timer)
+silences_bp.register_error_handler(GatewayError, failure)
+
+
+def _when(value, name: str):
+    from datetime import datetime, timezone
+
+    if value in (None, ""):
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise GatewayError("InvalidSilence", f"{name} must be an ISO-8601 time", 422) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+@silences_bp.get("/silences")
+@requires("read", allow_users=True)
+def list_silences():
+    from .models import Silence
+    from .silences import describe as describe_silence
+
+    rows = db.session.execute(select(Silence).order_by(Silence.id.desc()).limit(100)).scalars()
+    return success([describe_silence(row) for row in rows])
+
+
+@silences_bp.post("/silences")
+@requires("operate", allow_users=True)
+def create_silence_view():
+    from datetime import timedelta
+
+    from ..gateway.auth import actor
+    from .rules import RulesError, parse_duration
+    from .silences import SilenceError, create_silence
+    from .silences import describe as describe_silence
+
+    params = request_params()
+    try:
+        duration = timedelta(seconds=parse_duration(params["duration"], "duration")) if params.get("duration") else None
+        row = create_silence(params.get("matchers") or {}, _when(params.get("starts_at"), "starts_at"),
+                             _when(params.get("ends_at"), "ends_at"), params.get("author") or actor(),
+                             params.get("comment") or "", kind=params.get("kind", "silence")
+                             if params.get("kind") in ("silence", "maintenance") else "silence", duration=duration)
+    except (SilenceError, RulesError) as exc:
+        raise GatewayError("InvalidSilence", str(exc), 422) from None
+    return success(describe_silence(row), status=201)
+
+
+@silences_bp.delete("/silences/<int:silence_id>")
+@requires("operate", allow_users=True)
+def expire_silence_view(silence_id: int):
+    from .silences import SilenceError, expire_silence
+    from .silences import describe as describe_silence
+
+    try:
+        row = expire_silence(silence_id)
+    except SilenceError as exc:
+        raise GatewayError("SilenceNotFound", str(exc), 404) from None
+    return success(describe_silence(row))
+
+
+@silences_bp.get("/alerts")
+@requires("read", allow_users=True)
+def list_alerts():
+    from .models import AlertState
+
+    states = {s.rule: s for s in db.session.execute(select(AlertState)).scalars()}
+    out = []
+    for rule in current_app.extensions["controlplane.alert_rules"].rules:
+        state = states.get(rule.name)
+        out.append({"rule": rule.name, "severity": rule.severity, "indicator": rule.indicator,
+                    "threshold": rule.threshold, "op": rule.op, "state": state.state if state else "inactive",
+                    "value": state.last_value if state else None,
+                    "fired_at": state.fired_at.isoformat() if state and state.fired_at else None,
+                    "summary": rule.render("summary", state.last_value if state else None)})
+    return success(out)
+
+
+@silences_bp.get("/alerts/history")
+@requires("read", allow_users=True)
+def alert_history():
+    from .models import AlertEvent
+
+    rows = db.session.execute(select(AlertEvent).order_by(AlertEvent.id.desc()).limit(200)).scalars()
+    return success([{"rule": e.rule, "transition": e.transition, "value": e.value, "at": e.at.isoformat(),
+                     "detail": e.detail} for e in rows])

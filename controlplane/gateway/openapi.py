@@ -125,6 +125,35 @@ def document() -> dict:
             "Send a signed webhook.test event now", _json_response("Result", {"type": "object"}),
             body={"type": "object", "properties": {"id": {"type": "integer"}, "url": {"type": "string"},
                                                    "secret": {"type": "string"}}}, tag="webhooks")},
+        "/api/v1/deployments": {
+            "post": _operation("Record a deploy or migration: start it, or finish one by id (admin)",
+                               _json_response("Deployment", {"type": "object"}, "201"), body={
+                                   "type": "object", "properties": {
+                                       "id": {"type": "integer"}, "kind": {"enum": ["deploy", "migration"]},
+                                       "status": {"enum": ["started", "succeeded", "failed"]},
+                                       "version": {"type": "string"}, "commit": {"type": "string"},
+                                       "detail": {"type": "string"}}}, tag="alerting"),
+            "get": _operation("The 50 newest deployments (admin)", _json_response("Deployments", {"type": "array"}),
+                              tag="alerting")},
+        "/api/v1/silences": {
+            "post": _operation("Silence alerts matching labels for a while (operator)",
+                               _json_response("Silence", {"type": "object"}, "201"), body={
+                                   "type": "object", "required": ["comment"], "properties": {
+                                       "matchers": {"type": "object", "additionalProperties": {"type": "string"}},
+                                       "starts_at": {"type": "string", "format": "date-time"},
+                                       "ends_at": {"type": "string", "format": "date-time"},
+                                       "duration": {"type": "string", "examples": ["2h"]},
+                                       "author": {"type": "string"}, "comment": {"type": "string"},
+                                       "kind": {"enum": ["silence", "maintenance"]}}}, tag="alerting"),
+            "get": _operation("Silences, newest first", _json_response("Silences", {"type": "array"}), tag="alerting")},
+        "/api/v1/silences/{silence_id}": {"delete": _operation(
+            "Expire a silence now (operator)", {**_json_response("Expired", {"type": "object"}),
+                                                "404": {"$ref": "#/components/responses/NotFound"}},
+            parameters=[_path_param("silence_id", {"type": "integer"})], tag="alerting")},
+        "/api/v1/alerts": {"get": _operation("Every alert rule with its state", _json_response(
+            "Alerts", {"type": "array"}), tag="alerting")},
+        "/api/v1/alerts/history": {"get": _operation("The newest alert state changes", _json_response(
+            "History", {"type": "array"}), tag="alerting")},
         "/api/v1/events": {"get": {
             **_operation("Server-Sent Events of this key's events (resume with Last-Event-ID)",
                          {"200": {"description": "text/event-stream", "content": {"text/event-stream": {}}}},
