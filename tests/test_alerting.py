@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -173,3 +174,38 @@ def test_a_broken_rules_file_stops_start_up_with_its_error(base_env, tmp_path):
     bad.write_text(yaml.safe_dump(rule_doc(threshold="x")))
     result = CliRunner().invoke(main, ["keys", "list"], env={**base_env, "ALERT_RULES_FILE": str(bad)})
     assert result.exit_code == 2 and "rule 'Test'.threshold: must be a number" in result.output
+
+
+def test_the_committed_prometheus_export_is_current_and_equivalent():
+    from controlplane.alerting.export import render
+
+    rules = load_rules(ROOT / "alerts" / "rules.yaml")
+    committed = (ROOT / "alerts" / "prometheus" / "controlplane.rules.yml").read_text()
+    assert committed == render(rules, 15), "stale: run `controlplane alerts export` and commit the result"
+    exported = {r["alert"]: r for r in yaml.safe_load(committed)["groups"][0]["rules"]}
+    assert set(exported) == SHIPPED
+    for rule in rules.rules:
+        mine = exported[rule.name]
+        assert f"{rule.op} {rule.threshold:g}" in mine["expr"]
+        assert mine["labels"] == rule.labels
+        assert mine.get("for", "0s") in (f"{rule.for_seconds}s", f"{rule.for_seconds // 60}m",
+                                         f"{rule.for_seconds // 3600}h")
+        if rule.params.get("window"):
+            assert f"[{rule.params['window']}]" in mine["expr"]
+
+
+def test_promtool_checks_and_unit_tests_pass_when_installed():
+    import shutil
+    import subprocess
+
+    if shutil.which("promtool") is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is required in CI (Debian's prometheus package)")
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    folder = ROOT / "alerts" / "prometheus"
+    check = subprocess.run(["promtool", "check", "rules", str(folder / "controlplane.rules.yml")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    tests = sorted(str(p) for p in (folder / "tests").glob("*.yml"))
+    unit = subprocess.run(["promtool", "test", "rules", *tests], capture_output=True, text=True, cwd=folder / "tests")
+    assert unit.returncode == 0, unit.stdout + unit.stderr

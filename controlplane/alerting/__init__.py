@@ -11,4 +11,8 @@ def init_alerting(app) -> None:
     # Loaded (and so validated) at start-up: a broken rules file fails loudly, not at 3 a.m.
     app.extensions["controlplane.alert_rules"] = load_rules(settings.alert_rules_file)
     app.register_blueprint(bp)
+    from . import engine  # noqa: F401  (its evaluation-time histogram)
+    from .metrics import alerting_families
+
+    app.extensions.setdefault("controlplane.metric_sources", []).append(alerting_families)
     app.register_blueprint(silences_bp)

@@ -154,3 +154,21 @@ def silence_expire(app, silence_id):
     except SilenceError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"silence {silence_id} expired")
+
+
+@alerts.command("export")
+@click.option("--out", "directory", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write (default: alerts/prometheus beside the rules file).")
+def alerts_export(directory):
+    """Write the rules as Prometheus rule files (alerts/prometheus/controlplane.rules.yml)."""
+    from ..settings import Settings
+    from .export import export
+    from .rules import RulesError, load_rules
+
+    settings = Settings.from_env()
+    try:
+        rules = load_rules(settings.alert_rules_file)
+    except RulesError as exc:
+        raise click.ClickException(str(exc)) from None
+    path = export(rules, directory or settings.alert_rules_file.parent / "prometheus", settings.alert_evaluation_seconds)
+    click.echo(f"wrote {path} ({len(rules.rules)} rules)")
