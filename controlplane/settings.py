@@ -206,6 +206,10 @@ class Settings:
     alert_resolve_repeats: int = 2
     alert_repeat_seconds: float = 4 * 3600
     grafana_url: str | None = None
+    alert_webhook_url: str | None = None
+    alert_webhook_secret: str | None = None
+    alert_email_to: tuple = ()
+    alert_email_from: str = "alerts@mailgoat.local"
 
     # Which secrets were generated because none was configured (development only).
     generated_secrets: tuple[str, ...] = field(default=())
@@ -221,7 +225,7 @@ class Settings:
     def describe(self) -> dict:
         """Settings safe to print: secrets are shown only as set / unset."""
         hidden = {"jwt_secret", "jwt_secret_previous", "api_key_salt", "api_key_salt_previous",
-                  "backup_encryption_key", "backup_encryption_keys_previous", "pagerduty_routes",
+                  "backup_encryption_key", "backup_encryption_keys_previous", "pagerduty_routes", "alert_webhook_secret",
                   "postal_api_key", "sentry_dsn"}
         out = {}
         for f in fields(self):
@@ -271,6 +275,10 @@ class Settings:
             alert_resolve_repeats=env.int("ALERT_RESOLVE_REPEATS", 2, minimum=0),
             alert_repeat_seconds=env.float("ALERT_REPEAT_SECONDS", 4 * 3600, minimum=0),
             grafana_url=_optional_url(env, "GRAFANA_URL"),
+            alert_webhook_url=_optional_url(env, "ALERT_WEBHOOK_URL"),
+            alert_webhook_secret=env.secret("ALERT_WEBHOOK_SECRET"),
+            alert_email_to=tuple(a.strip() for a in (env.str("ALERT_EMAIL_TO") or "").split(",") if a.strip()),
+            alert_email_from=env.str("ALERT_EMAIL_FROM") or "alerts@mailgoat.local",
             alert_evaluation_seconds=env.float("ALERT_EVALUATION_SECONDS", 15.0, minimum=1.0),
             backup_wal_seal_seconds=env.float("BACKUP_WAL_SEAL_SECONDS", 60.0, minimum=1.0),
             backup_drill_weekday=env.choice("BACKUP_DRILL_WEEKDAY", ("mon", "tue", "wed", "thu", "fri", "sat", "sun"), "sun"),

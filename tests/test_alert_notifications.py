@@ -65,9 +65,9 @@ def pd_app(make_app, **env):
 
 def queue(app, name="firing", value=0.2, at=NOW, the_rule=None):
     with app.app_context():
-        row = enqueue(Transition(the_rule or rule(), "{}", name, value, at), app.extensions["controlplane.settings"])
+        rows = enqueue(Transition(the_rule or rule(), "{}", name, value, at), app.extensions["controlplane.settings"])
         db.session.commit()
-        return row.id if row else None
+        return rows[0].id if rows else None
 
 
 def run(app, pd, at=NOW) -> int:
@@ -330,3 +330,66 @@ def test_alerts_test_sends_a_test_page(make_app, base_env, monkeypatch, pd):
     assert CliRunner().invoke(main, ["alerts", "test", "Nope"], env=env).exit_code == 1
     unconfigured = CliRunner().invoke(main, ["alerts", "test", "BackupMissing"], env=base_env)
     assert unconfigured.exit_code == 1 and "PAGERDUTY_ROUTING_KEY" in unconfigured.output
+
+
+def test_the_signed_webhook_channel(make_app, pd):
+    import hashlib
+    import hmac
+
+    from tests.doubles.receiver import Receiver
+
+    receiver = Receiver()
+    try:
+        app = make_app(ALERT_WEBHOOK_URL=receiver.url, ALERT_WEBHOOK_SECRET="s3cret", WEBHOOK_ALLOW_PRIVATE_TARGETS="true")
+        queue(app)
+        run(app, pd)
+        (hit,) = receiver.received
+        document = json.loads(hit["body"])
+        assert document["type"] == "alert.trigger" and document["rule"] == "HighErrorRate"
+        assert document["payload"]["custom_details"]["observed_value"] == 0.2
+        expected = "sha256=" + hmac.new(b"s3cret", hit["body"], hashlib.sha256).hexdigest()
+        assert hit["headers"]["X-MailGoat-Signature"] == expected and hit["headers"]["X-MailGoat-Timestamp"]
+        receiver.status = 503  # retried later; a 404 would be recorded as permanent
+        row_id = queue(app, "resolved")
+        run(app, pd)
+        assert notification(app, row_id).state == "pending"
+        receiver.status = 404
+        run(app, pd, at=NOW + timedelta(hours=1))
+        assert notification(app, row_id).state == "failed"
+    finally:
+        receiver.stop()
+
+
+def test_the_email_channel_goes_through_our_gateway(make_app, pd):
+    from controlplane.gateway.models import Message
+
+    app = make_app(ALERT_EMAIL_TO="oncall@example.com, lead@example.com", ALERT_EMAIL_FROM="alerts@mailgoat.dev")
+    row_id = queue(app)
+    run(app, pd)
+    assert notification(app, row_id).state == "sent"
+    with app.app_context():
+        (message,) = db.session.execute(select(Message)).scalars().all()
+        params = json.loads(message.params)
+        assert params["to"] == ["oncall@example.com", "lead@example.com"] and message.tag == "alert"
+        assert message.subject.startswith("[FIRING] HighErrorRate: 5xx ratio 20.0%")
+        assert message.state == "queued"  # the worker delivers it like any other message
+
+
+def test_the_email_channel_falls_back_to_smtp_when_postal_is_not_usable(make_app, pd):
+    from controlplane.health.models import CheckResult
+    from tests.doubles.smtp import SmtpDouble
+
+    smtp = SmtpDouble()
+    try:
+        app = make_app(ALERT_EMAIL_TO="oncall@example.com", SMTP_HOST=smtp.host)
+        with app.app_context():
+            db.session.add(CheckResult(check_name="postal", status="unhealthy", duration_ms=1, checked_at=NOW,
+                                       instance="x"))
+            db.session.commit()
+        queue(app)
+        run(app, pd)
+        (mail,) = smtp.messages
+        assert mail["to"] == ["oncall@example.com"]
+        assert mail["message"]["Subject"].startswith("[FIRING] HighErrorRate")
+    finally:
+        smtp.stop()

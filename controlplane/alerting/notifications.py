@@ -28,30 +28,38 @@ def route_for(rule, settings) -> str | None:
     return None
 
 
-def enqueue(transition, settings) -> AlertNotification | None:
-    """The outbox row for a firing or resolved transition (nothing when PagerDuty is unconfigured)."""
-    if transition.name not in ("firing", "resolved"):
-        return None
-    route = route_for(transition.rule, settings)
-    if route is None:
-        return None  # explicit no-op: the state and history still record the alert
+def enqueue(transition, settings) -> list[AlertNotification]:
+    """Outbox rows for a firing or resolved transition, one per configured channel (none: an
+    explicit no-op; the state and history still record the alert)."""
+    from .channels import CHANNELS
     from .silences import silencing
 
+    if transition.name not in ("firing", "resolved"):
+        return []
     silence = silencing(transition.rule, transition.at)
     if silence is not None and transition.name == "firing":
         log.info("alert silenced", extra={"rule": transition.rule.name, "silence": silence.id,
                                           "kind": silence.kind, "comment": silence.comment})
-        return None  # a resolve still goes out: PagerDuty drops one for an alert it never opened
+        return []  # a resolve still goes out: PagerDuty drops one for an alert it never opened
     action = "trigger" if transition.name == "firing" else "resolve"
-    payload = (trigger_payload(transition.rule, transition.value, transition.at, settings, settings.otel_service_name)
-               if action == "trigger" else {})
-    row = AlertNotification(channel="pagerduty", rule=transition.rule.name, action=action,
-                            dedup_key=dedup_key(transition.rule.name, transition.labels_key), route=route,
-                            payload=json.dumps(payload), state="pending", attempts=0,
-                            repeats_left=settings.alert_resolve_repeats if action == "resolve" else 0,
-                            next_attempt_at=transition.at, created_at=transition.at)
-    db.session.add(row)
-    return row
+    payload = json.dumps(trigger_payload(transition.rule, transition.value, transition.at, settings,
+                                         settings.otel_service_name)
+                         if action == "trigger" else {"summary": f"{transition.rule.name} resolved"})
+    route = route_for(transition.rule, settings)
+    targets = ([("pagerduty", route)] if route else []) + [
+        (name, name) for name, channel in CHANNELS.items() if channel.configured(settings)]
+    rows = []
+    for channel, target in targets:
+        row = AlertNotification(channel=channel, rule=transition.rule.name, action=action,
+                                dedup_key=dedup_key(transition.rule.name, transition.labels_key), route=target,
+                                payload=payload if channel != "pagerduty" or action == "trigger" else "{}",
+                                state="pending", attempts=0,
+                                repeats_left=settings.alert_resolve_repeats if action == "resolve"
+                                and channel == "pagerduty" else 0,
+                                next_attempt_at=transition.at, created_at=transition.at)
+        db.session.add(row)
+        rows.append(row)
+    return rows
 
 
 def send_due(settings, sender, now: datetime, limit: int = 50) -> int:
@@ -63,8 +71,15 @@ def send_due(settings, sender, now: datetime, limit: int = 50) -> int:
     sent_recently = dict(db.session.execute(
         select(AlertNotification.route, func.count()).where(AlertNotification.sent_at > now - timedelta(minutes=1))
         .group_by(AlertNotification.route)).all())
+    from .channels import CHANNELS
+
     attempted = 0
     for row in rows:
+        if row.channel != "pagerduty":
+            attempted += 1
+            row.attempts += 1
+            _settle(row, CHANNELS[row.channel].send(row, settings), now, sent_recently)
+            continue
         key = settings.pagerduty_routes.get(row.route)
         if key is None:
             row.state, row.last_error = "failed", f"routing key for route {row.route!r} is no longer configured"
@@ -74,24 +89,29 @@ def send_due(settings, sender, now: datetime, limit: int = 50) -> int:
             continue
         attempted += 1
         row.attempts += 1
-        outcome = sender.send(key, row.action, row.dedup_key, json.loads(row.payload) or None)
-        if outcome.ok:
-            sent_recently[row.route] = sent_recently.get(row.route, 0) + 1
-            row.sent_at, row.last_error = now, None
-            if row.repeats_left > 0:  # a resolve goes out again a little later
-                row.repeats_left -= 1
-                row.next_attempt_at = now + timedelta(seconds=REPEAT_SECONDS)
-            else:
-                row.state = "sent"
-            continue
-        row.last_error = outcome.error
-        if outcome.permanent or row.attempts >= MAX_ATTEMPTS:
-            row.state = "failed"
-            log.error("PagerDuty notification failed", extra={"rule": row.rule, "action": row.action,
-                                                             "error": outcome.error})
-        else:
-            ceiling = min(15 * 2 ** (row.attempts - 1), 600)
-            row.next_attempt_at = now + timedelta(seconds=random.uniform(ceiling / 2, ceiling))
-            log.warning("PagerDuty notification will be retried", extra={"rule": row.rule, "error": outcome.error})
+        _settle(row, sender.send(key, row.action, row.dedup_key, json.loads(row.payload) or None), now, sent_recently)
     db.session.commit()
     return attempted
+
+
+def _settle(row: AlertNotification, outcome, now: datetime, sent_recently: dict) -> None:
+    """Record one attempt's outcome: sent (or repeated later), retried with backoff, or failed."""
+    if outcome.ok:
+        sent_recently[row.route] = sent_recently.get(row.route, 0) + 1
+        row.sent_at, row.last_error = now, None
+        if row.repeats_left > 0:  # a resolve goes out again a little later
+            row.repeats_left -= 1
+            row.next_attempt_at = now + timedelta(seconds=REPEAT_SECONDS)
+        else:
+            row.state = "sent"
+        return
+    row.last_error = outcome.error
+    if outcome.permanent or row.attempts >= MAX_ATTEMPTS:
+        row.state = "failed"
+        log.error("notification failed", extra={"channel": row.channel, "rule": row.rule, "action": row.action,
+                                                "error": outcome.error})
+        return
+    ceiling = min(15 * 2 ** (row.attempts - 1), 600)
+    row.next_attempt_at = now + timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+    log.warning("notification will be retried", extra={"channel": row.channel, "rule": row.rule,
+                                                       "error": outcome.error})
