@@ -32,8 +32,10 @@ PROCESSES, ROUTES, FLUSH_SECONDS, HOURS = 6, 10, 5, 6
 
 
 def fill(app, total_requests: int) -> int:
+    """Detail rows as the flushers write them (saturated: every process, route and period has
+    traffic, the most rows there can be), and the per-minute rows the rules read."""
     from controlplane.extensions import db
-    from controlplane.telemetry.models import RequestStat
+    from controlplane.telemetry.models import RequestMinute, RequestStat
     from controlplane.timeutil import utcnow
 
     periods = HOURS * 3600 // FLUSH_SECONDS
@@ -60,10 +62,17 @@ def fill(app, total_requests: int) -> int:
                 batch.clear()
         if batch:
             db.session.execute(RequestStat.__table__.insert(), batch)
+        db.session.execute(text("TRUNCATE request_minutes"))
+        minutes = HOURS * 60
+        per_minute = total_requests // minutes
+        db.session.execute(RequestMinute.__table__.insert(), [
+            {"minute": (now - timedelta(minutes=m)).replace(second=0, microsecond=0), "count": per_minute,
+             "errors": per_minute // 100, "duration_sum": per_minute * 0.02,
+             **{f"b{i}": (per_minute if i == 3 else 0) for i in range(13)}} for m in range(minutes)])
         db.session.commit()
         db.session.execute(text("ANALYZE request_stats"))
         db.session.commit()
-        return db.session.execute(text("SELECT count(*), sum(count) FROM request_stats")).one()
+        return db.session.execute(text("SELECT count(*), (SELECT sum(count) FROM request_minutes) FROM request_stats")).one()
 
 
 def main() -> int:

@@ -7,10 +7,10 @@ from controlplane.cli import main
 from controlplane.extensions import db
 from controlplane.schema import database_revision, schema_problems
 
-TABLES = {"alert_silences", "alert_notifications", "alert_states", "alert_events", "deployments", "backups", "restore_drills", "check_results", "request_stats", "worker_heartbeats", "job_runs", "api_keys", "audit_log", "messages", "message_recipients", "postal_events",
+TABLES = {"request_minutes", "alert_silences", "alert_notifications", "alert_states", "alert_events", "deployments", "backups", "restore_drills", "check_results", "request_stats", "worker_heartbeats", "job_runs", "api_keys", "audit_log", "messages", "message_recipients", "postal_events",
           "events", "webhooks", "webhook_deliveries", "users", "usage_daily",
           "inbound_messages"}
-HEAD = "0015_alert_silences"
+HEAD = "0016_request_minutes"
 
 
 def test_models_match_migrations(app):

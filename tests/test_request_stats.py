@@ -84,3 +84,22 @@ def test_retention_deletes_only_old_rows(app):
         db.session.commit()
         assert prune_request_stats(7) == 1
         assert db.session.query(RequestStat).count() == 1
+
+
+def test_every_instance_adds_to_one_row_per_minute(make_app, app):
+    """What alert rules read: a second instance's flush in the same minute adds to the same row."""
+    from controlplane.telemetry.models import RequestMinute
+
+    other = make_app(DATABASE_URL=app.extensions["controlplane.settings"].database_url, migrate=False,
+                     INSTANCE_ID="other-instance")
+    for recorder, statuses in ((app.extensions["controlplane.request_stats"], (200, 200, 500)),
+                               (other.extensions["controlplane.request_stats"], (200, 503))):
+        for status in statuses:
+            recorder.record("/api", "GET", status, 2.1 if status >= 500 else 0.01)
+        recorder.flush()
+    above_two = f"b{LATENCY_BUCKETS.index(2.0) + 1}"
+    with app.app_context():
+        minutes = db.session.query(RequestMinute).all()
+    assert len(minutes) in (1, 2)  # two only if the flushes straddled a minute boundary
+    assert (sum(m.count for m in minutes), sum(m.errors for m in minutes)) == (5, 2)
+    assert sum(getattr(m, above_two) for m in minutes) == 2  # both 5xx took 2.1 s

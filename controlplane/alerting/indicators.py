@@ -4,13 +4,12 @@
     params                      {param: (type, default)}; a default of REQUIRED must be given
     measure(params, ctx)        the value now, or None when there is no data
 
-Everything is read from shared tables (request_stats, check_results, worker_heartbeats, the
+Everything is read from shared tables (request_minutes, check_results, worker_heartbeats, the
 backup catalog, deployments) or the database server, so any instance evaluates the same values.
 Registry: INDICATORS.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -64,15 +63,21 @@ class Indicator:
         raise NotImplementedError
 
 
+def _window(ctx: Context, seconds: int):
+    """The minute rows that started in the last `seconds`, the current (partial) minute included:
+    windows are whole minutes, which is the precision rules are written in."""
+    from ..telemetry.models import RequestMinute
+
+    return RequestMinute.minute > ctx.now - timedelta(seconds=seconds), RequestMinute.minute <= ctx.now
+
+
 def _request_totals(ctx: Context, seconds: int) -> tuple[int, int]:
     """(all requests, 5xx requests) over the last `seconds`, from every instance."""
-    from ..telemetry.models import RequestStat
+    from ..telemetry.models import RequestMinute
 
-    since = ctx.now - timedelta(seconds=seconds)
     total, errors = db.session.execute(
-        select(func.coalesce(func.sum(RequestStat.count), 0),
-               func.coalesce(func.sum(RequestStat.count).filter(RequestStat.status_class == "5xx"), 0))
-        .where(RequestStat.period_end > since)
+        select(func.coalesce(func.sum(RequestMinute.count), 0), func.coalesce(func.sum(RequestMinute.errors), 0))
+        .where(*_window(ctx, seconds))
     ).one()
     return int(total), int(errors)
 
@@ -104,19 +109,16 @@ class SlowRequestRatio(Indicator):
 
     def measure(self, params, ctx):
         from ..telemetry.metrics import LATENCY_BUCKETS
-        from ..telemetry.models import RequestStat
+        from ..telemetry.models import BUCKET_COLUMNS, RequestMinute
 
-        since = ctx.now - timedelta(seconds=params["window_seconds"])
         fast_edges = LATENCY_BUCKETS.index(params["seconds"]) + 1  # buckets at or under the edge
-        total = slow = 0
-        for count, buckets in db.session.execute(
-                select(RequestStat.count, RequestStat.bucket_counts).where(RequestStat.period_end > since)):
-            counts = json.loads(buckets)
-            total += count
-            slow += sum(counts[fast_edges:])
+        slower = [func.coalesce(func.sum(getattr(RequestMinute, c)), 0) for c in BUCKET_COLUMNS[fast_edges:]]
+        total, *slow = db.session.execute(
+            select(func.coalesce(func.sum(RequestMinute.count), 0), *slower).where(*_window(ctx, params["window_seconds"]))
+        ).one()
         if total == 0 or total < params["min_requests"]:
             return None
-        return slow / total
+        return sum(slow) / total
 
 
 class BurnRate(Indicator):

@@ -20,7 +20,7 @@ from sqlalchemy import delete
 from ..extensions import db
 from ..timeutil import utcnow
 from .metrics import LATENCY_BUCKETS
-from .models import RequestStat
+from .models import BUCKET_COLUMNS, RequestMinute, RequestStat
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,7 @@ class RequestStatsRecorder:
         try:
             with self.app.app_context():
                 db.session.add_all(rows)
+                add_to_minute(period_end, [(tally, key[2]) for key, tally in tallies.items()])
                 db.session.commit()
         except Exception:
             self._merge_back(tallies, period_start)
@@ -126,8 +127,33 @@ class RequestStatsRecorder:
             self._period_start = period_start
 
 
+def add_to_minute(period_end, tallies) -> None:
+    """Add a flush's counts, (tally, status class) pairs, to its minute's row, whichever instance
+    got there first (an upsert)."""
+    minute = period_end.replace(second=0, microsecond=0)
+    totals = {"count": 0, "errors": 0, "duration_sum": 0.0, **{c: 0 for c in BUCKET_COLUMNS}}
+    for tally, klass in tallies:
+        totals["count"] += tally.count
+        totals["duration_sum"] += tally.duration_sum
+        if klass == "5xx":
+            totals["errors"] += tally.count
+        for column, value in zip(BUCKET_COLUMNS, tally.buckets):
+            totals[column] += value
+    if not totals["count"]:
+        return
+    if db.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(RequestMinute).values(minute=minute, **totals)
+    db.session.execute(statement.on_conflict_do_update(
+        index_elements=["minute"],
+        set_={name: getattr(RequestMinute, name) + getattr(statement.excluded, name) for name in totals}))
+
+
 def prune_request_stats(retention_days: int) -> int:
     cutoff = utcnow() - timedelta(days=retention_days)
     deleted = db.session.execute(delete(RequestStat).where(RequestStat.period_end < cutoff)).rowcount
+    db.session.execute(delete(RequestMinute).where(RequestMinute.minute < cutoff))
     db.session.commit()
     return deleted
