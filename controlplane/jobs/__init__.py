@@ -143,7 +143,11 @@ def backup_jobs(settings) -> list[Job]:
 def _evaluate_alerts(worker: "Worker") -> None:
     from ..alerting.engine import evaluate
 
-    evaluate(worker.settings, worker.app.extensions["controlplane.alert_rules"])
+    transitions = evaluate(worker.settings, worker.app.extensions["controlplane.alert_rules"])
+    if any(t.name in ("firing", "resolved") for t in transitions) and worker.scheduler.running:
+        # Page now rather than at the notifier's next tick; it still runs as its own job, so a
+        # slow PagerDuty never delays the next evaluation.
+        worker.scheduler.modify_job("alert-notify", next_run_time=utcnow())
 
 
 def _notify_alerts(worker: "Worker") -> None:
