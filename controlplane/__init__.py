@@ -16,6 +16,7 @@ from .errors import register_error_handlers
 from .extensions import db, migrate
 from .alerting import init_alerting
 from .backups import init_backups
+from .status import init_status
 from .gateway import init_gateway
 from .health import init_health
 from .health.config import load_checks
@@ -63,6 +64,7 @@ def create_app(overrides: Mapping[str, str] | None = None, *, span_exporter=None
     init_gateway(app)
     init_backups(app)
     init_alerting(app)
+    init_status(app)
     _import_models()
     return app
 

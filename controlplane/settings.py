@@ -210,6 +210,9 @@ class Settings:
     alert_webhook_secret: str | None = None
     alert_email_to: tuple = ()
     alert_email_from: str = "alerts@mailgoat.local"
+    status_page_id: str = "mailgoat"
+    status_page_name: str = "MailGoat"
+    status_page_url: str | None = None
 
     # Which secrets were generated because none was configured (development only).
     generated_secrets: tuple[str, ...] = field(default=())
@@ -279,6 +282,9 @@ class Settings:
             alert_webhook_secret=env.secret("ALERT_WEBHOOK_SECRET"),
             alert_email_to=tuple(a.strip() for a in (env.str("ALERT_EMAIL_TO") or "").split(",") if a.strip()),
             alert_email_from=env.str("ALERT_EMAIL_FROM") or "alerts@mailgoat.local",
+            status_page_id=env.str("STATUS_PAGE_ID") or "mailgoat",
+            status_page_name=env.str("STATUS_PAGE_NAME") or "MailGoat",
+            status_page_url=_optional_url(env, "STATUS_PAGE_URL"),
             alert_evaluation_seconds=env.float("ALERT_EVALUATION_SECONDS", 15.0, minimum=1.0),
             backup_wal_seal_seconds=env.float("BACKUP_WAL_SEAL_SECONDS", 60.0, minimum=1.0),
             backup_drill_weekday=env.choice("BACKUP_DRILL_WEEKDAY", ("mon", "tue", "wed", "thu", "fri", "sat", "sun"), "sun"),

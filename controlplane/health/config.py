@@ -18,7 +18,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 CHECK_FIELDS = {"kind", "target", "timeout", "interval", "thresholds", "hard", "component", "description"}
-COMPONENT_FIELDS = {"name", "group", "description"}
+COMPONENT_FIELDS = {"name", "group", "description", "traffic"}
 
 
 class ChecksConfigError(ValueError):
@@ -55,6 +55,8 @@ class Component:
     name: str
     group: str | None
     description: str = ""
+    # Its status also follows the live request statistics (error ratio, share slower than 2 s).
+    traffic: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,12 @@ def parse_checks(document: Any, source: str = "checks.yaml") -> ChecksConfig:
     return ChecksConfig(checks=checks, components=components)
 
 
+def _boolean(value, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ChecksConfigError(f"{where} must be true or false")
+    return value
+
+
 def _parse_components(raw: Any, source: str) -> tuple[Component, ...]:
     if not isinstance(raw, dict):
         raise ChecksConfigError(f"{source}: 'components' must be a mapping of component id to settings")
@@ -129,6 +137,7 @@ def _parse_components(raw: Any, source: str) -> tuple[Component, ...]:
         components.append(Component(
             id=component_id, name=str(body.get("name") or component_id),
             group=body.get("group"), description=str(body.get("description") or ""),
+            traffic=_boolean(body.get("traffic", False), f"{where}: traffic"),
         ))
     return tuple(components)
 

@@ -1,0 +1,9 @@
+"""The public status page (issue 6): component status from checks and live requests, and the
+Statuspage-compatible JSON. Incidents, maintenance, the HTML page, feeds, badges and subscribers
+build on it."""
+
+
+def init_status(app) -> None:
+    from .views import bp
+
+    app.register_blueprint(bp)

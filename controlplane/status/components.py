@@ -1,0 +1,108 @@
+"""Component status and the page indicator, computed from check results and live requests.
+
+Rules (in this order; the worst outcome wins):
+1. Checks feeding the component (`component:` in checks.yaml), each at its newest result:
+   a hard check unhealthy -> major_outage; any other check unhealthy -> partial_outage;
+   a check degraded -> degraded_performance; a check with no recent result (stale, or never run)
+   -> degraded_performance, since we cannot vouch for it; `unconfigured` checks do not count.
+2. Components with `traffic: true`, over the last 5 minutes once at least 20 requests were seen:
+   5xx ratio >= 25% -> major_outage, >= 5% -> partial_outage, >= 1% -> degraded_performance;
+   more than 5% of requests slower than 2 s (p95 above 2 s) -> degraded_performance.
+Page indicator: `critical` when every component is in major_outage, `major` when any is,
+`minor` when any is degraded or partially out, else `none`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+ORDER = ("operational", "degraded_performance", "partial_outage", "major_outage")
+DESCRIPTIONS = {"none": "All Systems Operational", "minor": "Partially Degraded Service",
+                "major": "Partial System Outage", "critical": "Major System Outage"}
+TRAFFIC_WINDOW = timedelta(minutes=5)
+MIN_REQUESTS = 20
+
+
+@dataclass
+class ComponentStatus:
+    id: str
+    name: str
+    group: str | None
+    description: str
+    status: str = "operational"
+    reasons: list[str] = field(default_factory=list)
+    updated_at: datetime | None = None
+
+    def worsen(self, status: str, reason: str) -> None:
+        if ORDER.index(status) > ORDER.index(self.status):
+            self.status = status
+        self.reasons.append(reason)
+
+
+def _from_checks(component: ComponentStatus, specs, view) -> None:
+    for spec in specs:
+        if spec.component != component.id:
+            continue
+        result = view.get(spec.name)
+        state = result.status if result else "unknown"
+        if result is not None and result.checked_at is not None:
+            component.updated_at = max(filter(None, (component.updated_at, result.checked_at)))
+        if state == "unhealthy":
+            component.worsen("major_outage" if spec.hard else "partial_outage", f"{spec.name}: {result.message}")
+        elif state == "degraded":
+            component.worsen("degraded_performance", f"{spec.name}: {result.message}")
+        elif state == "unknown":
+            component.worsen("degraded_performance", f"{spec.name}: no recent result")
+
+
+def _from_traffic(component: ComponentStatus, traffic: tuple[int, int, int] | None) -> None:
+    if traffic is None:
+        return
+    total, errors, slow = traffic
+    if total < MIN_REQUESTS:
+        return
+    ratio = errors / total
+    for limit, status in ((0.25, "major_outage"), (0.05, "partial_outage"), (0.01, "degraded_performance")):
+        if ratio >= limit:
+            component.worsen(status, f"{ratio:.1%} of requests failed in the last 5 minutes")
+            break
+    if slow / total > 0.05:
+        component.worsen("degraded_performance", f"{slow / total:.1%} of requests took over 2 s")
+
+
+def recent_traffic(now: datetime) -> tuple[int, int, int]:
+    """(requests, 5xx, slower than 2 s) over the last 5 minutes, from every instance."""
+    from sqlalchemy import func, select
+
+    from ..extensions import db
+    from ..telemetry.metrics import LATENCY_BUCKETS
+    from ..telemetry.models import BUCKET_COLUMNS, RequestMinute
+
+    slower = [func.coalesce(func.sum(getattr(RequestMinute, c)), 0)
+              for c in BUCKET_COLUMNS[LATENCY_BUCKETS.index(2.0) + 1:]]
+    total, errors, *slow = db.session.execute(
+        select(func.coalesce(func.sum(RequestMinute.count), 0), func.coalesce(func.sum(RequestMinute.errors), 0),
+               *slower).where(RequestMinute.minute > now - TRAFFIC_WINDOW, RequestMinute.minute <= now)).one()
+    return int(total), int(errors), int(sum(slow))
+
+
+def component_statuses(config, view, traffic: tuple[int, int, int] | None) -> list[ComponentStatus]:
+    out = []
+    for component in config.components:
+        status = ComponentStatus(component.id, component.name, component.group, component.description)
+        _from_checks(status, config.checks, view)
+        if component.traffic:
+            _from_traffic(status, traffic)
+        out.append(status)
+    return out
+
+
+def page_indicator(statuses: list[ComponentStatus]) -> str:
+    kinds = [s.status for s in statuses]
+    if kinds and all(k == "major_outage" for k in kinds):
+        return "critical"
+    if "major_outage" in kinds:
+        return "major"
+    if any(k in ("degraded_performance", "partial_outage") for k in kinds):
+        return "minor"
+    return "none"

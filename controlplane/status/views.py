@@ -1,0 +1,82 @@
+"""Statuspage-compatible JSON (CONTRACTS.md §5): /api/v2/status.json and /api/v2/components.json.
+
+Public (no key), cacheable: each answer carries an ETag and Last-Modified (the newest check
+result behind it) and answers 304 to a matching If-None-Match or If-Modified-Since.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+from flask import Blueprint, Response, current_app, request
+
+from ..timeutil import utcnow
+from .components import DESCRIPTIONS, component_statuses, page_indicator, recent_traffic
+
+bp = Blueprint("status", __name__)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _page(updated_at) -> dict:
+    settings = current_app.extensions["controlplane.settings"]
+    return {"id": settings.status_page_id, "name": settings.status_page_name,
+            "url": settings.status_page_url or request.host_url.rstrip("/"), "time_zone": "Etc/UTC",
+            "updated_at": updated_at.isoformat()}
+
+
+def current_statuses():
+    health = current_app.extensions["controlplane.health"]
+    view = health.cache.get().current(health.specs)
+    now = utcnow()
+    statuses = component_statuses(health.config, view, recent_traffic(now))
+    updated = max((s.updated_at for s in statuses if s.updated_at), default=now)
+    return statuses, updated
+
+
+def _components_json(statuses, updated) -> list[dict]:
+    page_id = current_app.extensions["controlplane.settings"].status_page_id
+    out, groups = [], {}
+    for position, status in enumerate(statuses, start=1):
+        group_id = f"group-{_slug(status.group)}" if status.group else None
+        if group_id:
+            groups.setdefault(group_id, (status.group, []))[1].append(status)
+        out.append({"id": status.id, "name": status.name, "status": status.status,
+                    "created_at": updated.isoformat(), "updated_at": (status.updated_at or updated).isoformat(),
+                    "position": position, "description": status.description or None, "showcase": True,
+                    "start_date": None, "group_id": group_id, "page_id": page_id, "group": False,
+                    "only_show_if_degraded": False})
+    for position, (group_id, (name, members)) in enumerate(groups.items(), start=len(out) + 1):
+        worst = max(members, key=lambda s: ("operational", "degraded_performance", "partial_outage",
+                                            "major_outage").index(s.status))
+        out.append({"id": group_id, "name": name, "status": worst.status, "created_at": updated.isoformat(),
+                    "updated_at": updated.isoformat(), "position": position, "description": None,
+                    "showcase": False, "start_date": None, "group_id": None, "page_id": page_id, "group": True,
+                    "only_show_if_degraded": False, "components": [m.id for m in members]})
+    return out
+
+
+def _cacheable(document: dict, updated) -> Response:
+    response = Response(json.dumps(document, separators=(",", ":")), mimetype="application/json")
+    response.last_modified = updated.replace(microsecond=0)
+    response.cache_control.public = True
+    response.cache_control.max_age = 10
+    response.headers["Access-Control-Allow-Origin"] = "*"  # status widgets run on other sites
+    response.add_etag()
+    return response.make_conditional(request)
+
+
+@bp.get("/api/v2/status.json")
+def status_json():
+    statuses, updated = current_statuses()
+    indicator = page_indicator(statuses)
+    return _cacheable({"page": _page(updated), "status": {"indicator": indicator,
+                                                          "description": DESCRIPTIONS[indicator]}}, updated)
+
+
+@bp.get("/api/v2/components.json")
+def components_json():
+    statuses, updated = current_statuses()
+    return _cacheable({"page": _page(updated), "components": _components_json(statuses, updated)}, updated)

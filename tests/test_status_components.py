@@ -1,0 +1,127 @@
+"""Component status rules, the page indicator, and the Statuspage-compatible JSON."""
+from __future__ import annotations
+
+import pytest
+
+from controlplane.health.config import parse_checks
+from controlplane.health.runner import CheckOutcome
+from controlplane.status.components import component_statuses, page_indicator
+from controlplane.timeutil import utcnow
+from tests.conftest import new_key
+
+CONFIG = {
+    "components": {"api": {"name": "API", "group": "Core", "traffic": True},
+                   "delivery": {"name": "Delivery", "group": "Core"}},
+    "checks": {"database": {"kind": "database", "hard": True, "component": "api"},
+               "redis": {"kind": "redis", "component": "api"},
+               "postal": {"kind": "postal", "component": "delivery"}},
+}
+
+
+def outcome(name, status, message="m"):
+    return CheckOutcome(name, status, None, None, 1.0, utcnow(), message)
+
+
+def store_results(app, unhealthy: tuple[str, ...] = ()) -> None:
+    """Check results as the worker stores them, read back through the health cache."""
+    from controlplane.extensions import db
+    from controlplane.health.models import CheckResult
+
+    health = app.extensions["controlplane.health"]
+    with app.app_context():
+        for spec in health.specs:
+            db.session.add(CheckResult(check_name=spec.name, status="unhealthy" if spec.name in unhealthy else "healthy",
+                                       duration_ms=1.0, checked_at=utcnow(), instance="test", message="m"))
+        db.session.commit()
+    health.cache.refresh()
+
+
+def statuses(view, traffic=None):
+    config = parse_checks(CONFIG, "test")
+    return {s.id: s.status for s in component_statuses(config, view, traffic)}
+
+
+@pytest.mark.parametrize("check,state,expected", [
+    ("database", "unhealthy", "major_outage"),  # a hard check
+    ("redis", "unhealthy", "partial_outage"),
+    ("redis", "degraded", "degraded_performance"),
+    ("redis", "unknown", "degraded_performance"),  # stale or never ran: we cannot vouch for it
+    ("redis", "unconfigured", "operational"),
+    ("redis", "healthy", "operational"),
+])
+def test_check_results_decide_a_components_status(check, state, expected):
+    view = {"database": outcome("database", "healthy"), "redis": outcome("redis", "healthy"),
+            "postal": outcome("postal", "healthy"), check: outcome(check, state)}
+    assert statuses(view)["api"] == expected
+    assert statuses(view)["delivery"] == "operational"
+
+
+@pytest.mark.parametrize("traffic,expected", [
+    ((100, 30, 0), "major_outage"), ((100, 6, 0), "partial_outage"), ((100, 2, 0), "degraded_performance"),
+    ((100, 0, 10), "degraded_performance"), ((100, 0, 1), "operational"), ((10, 10, 10), "operational"),
+])
+def test_live_requests_decide_traffic_components_only(traffic, expected):
+    view = {name: outcome(name, "healthy") for name in ("database", "redis", "postal")}
+    result = statuses(view, traffic)
+    assert result["api"] == expected and result["delivery"] == "operational"
+
+
+def test_the_page_indicator_follows_the_components():
+    def make(*kinds):
+        from controlplane.status.components import ComponentStatus
+
+        return [ComponentStatus(str(i), str(i), None, "", status=k) for i, k in enumerate(kinds)]
+
+    assert page_indicator(make("operational", "operational")) == "none"
+    assert page_indicator(make("operational", "degraded_performance")) == "minor"
+    assert page_indicator(make("partial_outage", "operational")) == "minor"
+    assert page_indicator(make("major_outage", "operational")) == "major"
+    assert page_indicator(make("major_outage", "major_outage")) == "critical"
+
+
+def test_status_json_is_statuspage_compatible_public_and_cacheable(app, client):
+    store_results(app)
+    answer = client.get("/api/v2/status.json")
+    assert answer.status_code == 200 and answer.headers["Access-Control-Allow-Origin"] == "*"
+    body = answer.get_json()
+    assert set(body["page"]) == {"id", "name", "url", "time_zone", "updated_at"}
+    assert body["status"] == {"indicator": "none", "description": "All Systems Operational"}
+    assert answer.headers["ETag"] and answer.headers["Last-Modified"]
+    again = client.get("/api/v2/status.json", headers={"If-None-Match": answer.headers["ETag"]})
+    assert again.status_code == 304 and again.data == b""
+
+
+def test_components_json_lists_components_and_their_groups(app, client):
+    store_results(app, unhealthy=("postal",))
+    components = client.get("/api/v2/components.json").get_json()["components"]
+    by_id = {c["id"]: c for c in components}
+    fields = {"id", "name", "status", "created_at", "updated_at", "position", "description", "showcase",
+              "start_date", "group_id", "page_id", "group", "only_show_if_degraded"}
+    assert all(fields <= set(c) for c in components)
+    assert by_id["delivery"]["status"] == "partial_outage" and by_id["api"]["status"] == "operational"
+    core = by_id["group-core"]
+    assert core["group"] is True and set(core["components"]) == {"api", "delivery"}
+    assert core["status"] == "partial_outage"
+    assert client.get("/api/v2/status.json").get_json()["status"]["indicator"] == "minor"
+
+
+def test_real_5xx_traffic_degrades_the_api_component(make_app):
+    app = make_app(POSTAL_TRANSPORT="http", POSTAL_API_URL="http://127.0.0.1:9", POSTAL_API_KEY="k" * 24)
+    store_results(app)
+    client, headers = app.test_client(), {"X-Server-API-Key": new_key(app, "send")}
+    sent = client.post("/api/v1/send/message", json={"to": ["a@example.com"], "from": "x@mailgoat.dev",
+                                                     "subject": "s", "plain_body": "b"}, headers=headers).get_json()
+    with app.app_context():  # delivered earlier: only Postal (now down) knows its delivery attempts
+        from controlplane.extensions import db
+        from controlplane.gateway.models import MessageRecipient
+
+        db.session.execute(MessageRecipient.__table__.update().values(postal_id=1))
+        db.session.commit()
+    for _ in range(29):
+        client.get("/live")
+    for _ in range(10):
+        assert client.post("/api/v1/messages/deliveries", json={"id": sent["message_id"]},
+                           headers=headers).status_code == 503
+    app.extensions["controlplane.request_stats"].flush()
+    api = {c["id"]: c for c in client.get("/api/v2/components.json").get_json()["components"]}["api"]
+    assert api["status"] == "major_outage"  # 10 of 40 requests failed: 25%
