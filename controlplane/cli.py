@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from .clikit import CONFIG_ERRORS, ConfigErrorExit, build_app, with_app  # noqa: F401 (re-exported)
+from .clikit import ConfigErrorExit, build_app, with_app
 from .health.config import ChecksConfigError
 from .settings import Settings, SettingsError
 

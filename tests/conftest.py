@@ -214,3 +214,29 @@ def sending_key(make_key) -> str:
 @pytest.fixture
 def read_only_key(make_key) -> str:
     return make_key("read")[1]
+
+
+# ---------------------------------------------------------------- real 5xx traffic
+
+POSTAL_DOWN = {"POSTAL_TRANSPORT": "http", "POSTAL_API_URL": "http://127.0.0.1:9", "POSTAL_API_KEY": "k" * 24}
+
+
+def serve_traffic(app, ok: int, failing: int) -> None:
+    """Real requests through `app` (built with POSTAL_DOWN): `ok` answered 200, `failing` 503.
+
+    The 503s are reads of delivery attempts, which only Postal knows, for a message Postal
+    accepted earlier; Postal is down now, so the gateway answers UpstreamUnavailable.
+    """
+    from controlplane.gateway.models import MessageRecipient
+
+    client, headers = app.test_client(), {"X-Server-API-Key": new_key(app, "send")}
+    sent = client.post("/api/v1/send/message", json={"to": ["a@example.com"], "from": "x@mailgoat.dev",
+                                                     "subject": "s", "plain_body": "b"}, headers=headers).get_json()
+    with app.app_context():  # as if the worker had delivered it: Postal gave it an id
+        db.session.execute(MessageRecipient.__table__.update().values(postal_id=4242))
+        db.session.commit()
+    for _ in range(ok - 1):  # the send above was the first 200
+        assert client.get("/live").status_code == 200
+    for _ in range(failing):
+        answer = client.post("/api/v1/messages/deliveries", json={"id": sent["message_id"]}, headers=headers)
+        assert answer.status_code == 503

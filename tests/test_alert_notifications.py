@@ -17,7 +17,7 @@ from controlplane.alerting.pagerduty import PagerDutySender, dedup_key
 from controlplane.alerting.rules import parse_rules
 from controlplane.extensions import db
 from controlplane.timeutil import as_utc
-from tests.conftest import new_key
+from tests.conftest import POSTAL_DOWN, new_key, serve_traffic
 
 KEY = "a" * 32
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
@@ -169,22 +169,8 @@ def test_real_5xx_traffic_pages_then_resolves(make_app, pd, tmp_path):
         "name": "HighErrorRate", "indicator": "http_error_ratio", "params": {"window": "5m", "min_requests": 10},
         "op": ">", "threshold": 0.01, "for": "30s", "labels": {"severity": "critical"},
         "annotations": {"summary": "5xx ratio {value:.0%}"}}]}))
-    # Postal down: reading delivery attempts only Postal knows answers 503.
-    app = pd_app(make_app, ALERT_RULES_FILE=str(rules_file), POSTAL_TRANSPORT="http",
-                 POSTAL_API_URL="http://127.0.0.1:9", POSTAL_API_KEY="k" * 24)
-    client, headers = app.test_client(), {"X-Server-API-Key": new_key(app, "send")}
-    sent = client.post("/api/v1/send/message", json={"to": ["a@example.com"], "from": "x@mailgoat.dev",
-                                                     "subject": "s", "plain_body": "b"}, headers=headers).get_json()
-    with app.app_context():
-        from controlplane.gateway.models import MessageRecipient
-
-        db.session.execute(MessageRecipient.__table__.update().values(postal_id=4242))
-        db.session.commit()
-    for _ in range(20):
-        client.get("/live")
-    for _ in range(5):
-        assert client.post("/api/v1/messages/deliveries", json={"id": sent["message_id"]},
-                           headers=headers).status_code == 503
+    app = pd_app(make_app, ALERT_RULES_FILE=str(rules_file), **POSTAL_DOWN)
+    serve_traffic(app, ok=21, failing=5)
     settings, rules = app.extensions["controlplane.settings"], app.extensions["controlplane.alert_rules"]
     start = datetime.now(timezone.utc)
     with app.app_context():

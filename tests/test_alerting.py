@@ -16,7 +16,7 @@ from controlplane.alerting.models import AlertEvent, AlertState
 from controlplane.alerting.rules import RulesError, load_rules, parse_rules
 from controlplane.cli import main
 from controlplane.extensions import db
-from tests.conftest import new_key
+from tests.conftest import POSTAL_DOWN, serve_traffic
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
@@ -108,22 +108,8 @@ def test_real_5xx_traffic_fires_then_resolves_and_a_restart_keeps_for_progress(m
     rules_file = tmp_path / "rules.yaml"
     rules_file.write_text(yaml.safe_dump(rule_doc(
         name="HighErrorRate", params={"window": "5m", "min_requests": 10}, threshold=0.01, **{"for": "30s"})))
-    # Postal down: reading a message only Postal knows answers 503 UpstreamUnavailable.
-    app = make_app(ALERT_RULES_FILE=str(rules_file), POSTAL_TRANSPORT="http", POSTAL_API_URL="http://127.0.0.1:9",
-                   POSTAL_API_KEY="k" * 24)
-    client, headers = app.test_client(), {"X-Server-API-Key": new_key(app, "send")}
-    sent = client.post("/api/v1/send/message", json={"to": ["a@example.com"], "from": "x@mailgoat.dev",
-                                                     "subject": "s", "plain_body": "b"}, headers=headers).get_json()
-    with app.app_context():  # as if the worker had delivered it: Postal gave it an id
-        from controlplane.gateway.models import MessageRecipient
-
-        db.session.execute(MessageRecipient.__table__.update().values(postal_id=4242))
-        db.session.commit()
-    for _ in range(20):
-        assert client.get("/live").status_code == 200
-    for _ in range(5):
-        answer = client.post("/api/v1/messages/deliveries", json={"id": sent["message_id"]}, headers=headers)
-        assert answer.status_code == 503
+    app = make_app(ALERT_RULES_FILE=str(rules_file), **POSTAL_DOWN)
+    serve_traffic(app, ok=21, failing=5)
     recorder = app.extensions["controlplane.request_stats"]
     settings = app.extensions["controlplane.settings"]
     now = datetime.now(timezone.utc)

@@ -5,7 +5,6 @@ database (so both are exercised whichever database the suite itself uses).
 """
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 

@@ -7,7 +7,7 @@ from controlplane.health.config import parse_checks
 from controlplane.health.runner import CheckOutcome
 from controlplane.status.components import component_statuses, page_indicator
 from controlplane.timeutil import utcnow
-from tests.conftest import new_key
+from tests.conftest import POSTAL_DOWN, serve_traffic
 
 CONFIG = {
     "components": {"api": {"name": "API", "group": "Core", "traffic": True},
@@ -106,22 +106,9 @@ def test_components_json_lists_components_and_their_groups(app, client):
 
 
 def test_real_5xx_traffic_degrades_the_api_component(make_app):
-    app = make_app(POSTAL_TRANSPORT="http", POSTAL_API_URL="http://127.0.0.1:9", POSTAL_API_KEY="k" * 24)
+    app = make_app(**POSTAL_DOWN)
     store_results(app)
-    client, headers = app.test_client(), {"X-Server-API-Key": new_key(app, "send")}
-    sent = client.post("/api/v1/send/message", json={"to": ["a@example.com"], "from": "x@mailgoat.dev",
-                                                     "subject": "s", "plain_body": "b"}, headers=headers).get_json()
-    with app.app_context():  # delivered earlier: only Postal (now down) knows its delivery attempts
-        from controlplane.extensions import db
-        from controlplane.gateway.models import MessageRecipient
-
-        db.session.execute(MessageRecipient.__table__.update().values(postal_id=1))
-        db.session.commit()
-    for _ in range(29):
-        client.get("/live")
-    for _ in range(10):
-        assert client.post("/api/v1/messages/deliveries", json={"id": sent["message_id"]},
-                           headers=headers).status_code == 503
+    serve_traffic(app, ok=30, failing=10)
     app.extensions["controlplane.request_stats"].flush()
-    api = {c["id"]: c for c in client.get("/api/v2/components.json").get_json()["components"]}["api"]
+    api = {c["id"]: c for c in app.test_client().get("/api/v2/components.json").get_json()["components"]}["api"]
     assert api["status"] == "major_outage"  # 10 of 40 requests failed: 25%
