@@ -123,5 +123,21 @@ def evaluate(settings, rules: RuleSet, now: datetime | None = None) -> list[Tran
             log.log(logging.WARNING if name == "firing" else logging.INFO, "alert %s", name,
                     extra={"rule": rule.name, "value": value, "severity": rule.severity})
     db.session.commit()
+    _incidents_for(transitions)
     EVALUATION_SECONDS.observe(time.perf_counter() - started)
     return transitions
+
+
+def _incidents_for(transitions: list[Transition]) -> None:
+    """Rules with `open_incident` open and close status-page incidents (after the state commit)."""
+    from flask import current_app
+
+    from ..status.incidents import on_alert_transition
+
+    config = current_app.extensions["controlplane.health"].config
+    for transition in transitions:
+        try:
+            on_alert_transition(config, transition)
+        except Exception:
+            db.session.rollback()
+            log.exception("could not open or close the incident for %s", transition.rule.name)

@@ -154,6 +154,28 @@ def document() -> dict:
             "Alerts", {"type": "array"}), tag="alerting")},
         "/api/v1/alerts/history": {"get": _operation("The newest alert state changes", _json_response(
             "History", {"type": "array"}), tag="alerting")},
+        "/api/v1/incidents": {"post": _operation(
+            "Open an incident (operator): name, status, body, impact, affected components' statuses",
+            _json_response("Incident", {"type": "object"}, "201"), body={
+                "type": "object", "required": ["name", "body"], "properties": {
+                    "name": {"type": "string", "maxLength": 200},
+                    "status": {"enum": ["investigating", "identified", "monitoring", "resolved"]},
+                    "body": {"type": "string", "maxLength": 10000},
+                    "impact": {"enum": ["none", "minor", "major", "critical"]},
+                    "components": {"type": "object", "additionalProperties": {"enum": [
+                        "operational", "degraded_performance", "partial_outage", "major_outage",
+                        "under_maintenance"]}}}}, tag="status")},
+        "/api/v1/incidents/{incident_id}/updates": {"post": _operation(
+            "Add an update: a status no earlier than the current one, a body, components' new statuses",
+            {**_json_response("Incident", {"type": "object"}), "404": {"$ref": "#/components/responses/NotFound"}},
+            body={"type": "object", "required": ["status", "body"], "properties": {
+                "status": {"type": "string"}, "body": {"type": "string"}, "components": {"type": "object"}}},
+            parameters=[_path_param("incident_id", {"type": "integer"})], tag="status")},
+        "/api/v1/incidents/{incident_id}/postmortem": {"put": _operation(
+            "Set the postmortem", {**_json_response("Incident", {"type": "object"}),
+                                   "404": {"$ref": "#/components/responses/NotFound"}},
+            body={"type": "object", "required": ["body"], "properties": {"body": {"type": "string"}}},
+            parameters=[_path_param("incident_id", {"type": "integer"})], tag="status")},
         "/api/v1/events": {"get": {
             **_operation("Server-Sent Events of this key's events (resume with Last-Event-ID)",
                          {"200": {"description": "text/event-stream", "content": {"text/event-stream": {}}}},

@@ -4,6 +4,9 @@ build on it."""
 
 
 def init_status(app) -> None:
+    from . import models  # noqa: F401  (tables for metadata and migrations)
+    from .api import bp as incidents_api
     from .views import bp
 
     app.register_blueprint(bp)
+    app.register_blueprint(incidents_api)

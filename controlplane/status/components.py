@@ -86,13 +86,18 @@ def recent_traffic(now: datetime) -> tuple[int, int, int]:
     return int(total), int(errors), int(sum(slow))
 
 
-def component_statuses(config, view, traffic: tuple[int, int, int] | None) -> list[ComponentStatus]:
+def component_statuses(config, view, traffic: tuple[int, int, int] | None,
+                       declared: dict[str, str] | None = None) -> list[ComponentStatus]:
+    """3. What an unresolved incident declares for a component also counts (the worse one wins)."""
     out = []
     for component in config.components:
         status = ComponentStatus(component.id, component.name, component.group, component.description)
         _from_checks(status, config.checks, view)
         if component.traffic:
             _from_traffic(status, traffic)
+        stated = (declared or {}).get(component.id)
+        if stated in ORDER:
+            status.worsen(stated, "declared by an open incident")
         out.append(status)
     return out
 

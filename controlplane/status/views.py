@@ -31,7 +31,9 @@ def current_statuses():
     health = current_app.extensions["controlplane.health"]
     view = health.cache.get().current(health.specs)
     now = utcnow()
-    statuses = component_statuses(health.config, view, recent_traffic(now))
+    from .incidents import declared_statuses
+
+    statuses = component_statuses(health.config, view, recent_traffic(now), declared_statuses())
     updated = max((s.updated_at for s in statuses if s.updated_at), default=now)
     return statuses, updated
 
@@ -80,3 +82,52 @@ def status_json():
 def components_json():
     statuses, updated = current_statuses()
     return _cacheable({"page": _page(updated), "components": _components_json(statuses, updated)}, updated)
+
+
+def _incidents(unresolved_only: bool) -> list[dict]:
+    from sqlalchemy import select
+
+    from ..extensions import db
+    from .incidents import describe
+    from .models import Incident
+
+    query = select(Incident).order_by(Incident.created_at.desc()).limit(50)
+    if unresolved_only:
+        query = query.where(Incident.status != "resolved")
+    page_id = current_app.extensions["controlplane.settings"].status_page_id
+    return [describe(row, page_id) for row in db.session.execute(query).scalars()]
+
+
+def _newest(updated, incidents: list[dict]):
+    from datetime import datetime
+
+    stamps = [datetime.fromisoformat(i["updated_at"]) for i in incidents]
+    return max([updated, *[s if s.tzinfo else s.replace(tzinfo=updated.tzinfo) for s in stamps]])
+
+
+@bp.get("/api/v2/summary.json")
+def summary_json():
+    statuses, updated = current_statuses()
+    indicator = page_indicator(statuses)
+    incidents = _incidents(unresolved_only=True)
+    updated = _newest(updated, incidents)
+    # Scheduled maintenance is not built yet (issue 6): there is none to list.
+    return _cacheable({"page": _page(updated), "status": {"indicator": indicator, "description": DESCRIPTIONS[indicator]},
+                       "components": _components_json(statuses, updated), "incidents": incidents,
+                       "scheduled_maintenances": []}, updated)
+
+
+@bp.get("/api/v2/incidents.json")
+def incidents_json():
+    _, updated = current_statuses()
+    incidents = _incidents(unresolved_only=False)
+    updated = _newest(updated, incidents)
+    return _cacheable({"page": _page(updated), "incidents": incidents}, updated)
+
+
+@bp.get("/api/v2/incidents/unresolved.json")
+def unresolved_incidents_json():
+    _, updated = current_statuses()
+    incidents = _incidents(unresolved_only=True)
+    updated = _newest(updated, incidents)
+    return _cacheable({"page": _page(updated), "incidents": incidents}, updated)

@@ -1,0 +1,65 @@
+"""/api/v1/incidents: create, update, resolve and annotate incidents (operator role or admin)."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app
+
+from ..gateway.auth import actor, requires
+from ..gateway.envelope import GatewayError, failure, start_timer, success
+from ..gateway.params import request_params
+from .incidents import IncidentError, create_incident, describe, set_postmortem, update_incident
+
+bp = Blueprint("incidents", __name__, url_prefix="/api/v1/incidents")
+bp.before_request(start_timer)
+bp.register_error_handler(GatewayError, failure)
+
+
+def _context():
+    from .views import current_statuses
+
+    statuses, _ = current_statuses()
+    return current_app.extensions["controlplane.health"].config, {s.id: s.status for s in statuses}
+
+
+def _page_id() -> str:
+    return current_app.extensions["controlplane.settings"].status_page_id
+
+
+def _invalid(exc: IncidentError) -> GatewayError:
+    code = {404: "IncidentNotFound", 413: "TooLarge"}.get(exc.status, "InvalidIncident")
+    return GatewayError(code, str(exc), exc.status)
+
+
+@bp.post("")
+@requires("operate", allow_users=True)
+def create():
+    params = request_params()
+    config, current = _context()
+    try:
+        incident = create_incident(config, current, params.get("name"), params.get("status", "investigating"),
+                                   params.get("body"), params.get("impact"), params.get("components"), author=actor())
+    except IncidentError as exc:
+        raise _invalid(exc) from None
+    return success(describe(incident, _page_id()), status=201)
+
+
+@bp.post("/<int:incident_id>/updates")
+@requires("operate", allow_users=True)
+def add_update(incident_id: int):
+    params = request_params()
+    config, current = _context()
+    try:
+        incident = update_incident(config, current, incident_id, params.get("status"), params.get("body"),
+                                   params.get("components"), author=actor())
+    except IncidentError as exc:
+        raise _invalid(exc) from None
+    return success(describe(incident, _page_id()))
+
+
+@bp.put("/<int:incident_id>/postmortem")
+@requires("operate", allow_users=True)
+def postmortem(incident_id: int):
+    try:
+        incident = set_postmortem(incident_id, request_params().get("body"))
+    except IncidentError as exc:
+        raise _invalid(exc) from None
+    return success(describe(incident, _page_id()))

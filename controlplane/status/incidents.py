@@ -1,0 +1,163 @@
+"""Incident lifecycle: create, update, resolve; automatic incidents from alert rules.
+
+An update moves the status forward (investigating -> identified -> monitoring -> resolved; steps
+may be skipped, never taken back) and may declare affected components' new statuses, which hold
+on the page until the incident resolves. A resolved incident takes no more updates, only a
+postmortem.
+"""
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select
+
+from ..extensions import db
+from ..timeutil import utcnow
+from .models import IMPACTS, INCIDENT_STATUSES, Incident, IncidentUpdate
+
+COMPONENT_STATUSES = ("operational", "degraded_performance", "partial_outage", "major_outage", "under_maintenance")
+MAX_BODY = 10_000
+SEVERITY_IMPACT = {"critical": "critical", "error": "major", "warning": "minor", "info": "none"}
+
+
+class IncidentError(ValueError):
+    def __init__(self, message: str, status: int = 422):
+        super().__init__(message)
+        self.status = status
+
+
+def _components(config, declared) -> dict[str, str]:
+    if declared in (None, {}):
+        return {}
+    if not isinstance(declared, dict):
+        raise IncidentError("components must be an object of component id to status")
+    known = {c.id for c in config.components}
+    for component, status in declared.items():
+        if component not in known:
+            raise IncidentError(f"unknown component {component!r} (known: {', '.join(sorted(known))})")
+        if status not in COMPONENT_STATUSES:
+            raise IncidentError(f"component {component!r}: status must be one of {', '.join(COMPONENT_STATUSES)}")
+    return declared
+
+
+def _text(value, name: str, limit: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise IncidentError(f"{name} is required")
+    if len(value) > limit:
+        raise IncidentError(f"{name} is longer than {limit} characters", 413)
+    return value.strip()
+
+
+def declared_statuses() -> dict[str, str]:
+    """What unresolved incidents declare for their components (the newest declaration wins)."""
+    out = {}
+    rows = db.session.execute(
+        select(IncidentUpdate.affected_components).join(Incident, Incident.id == IncidentUpdate.incident_id)
+        .where(Incident.status != "resolved").order_by(IncidentUpdate.id)).scalars()
+    for affected in rows:
+        for item in json.loads(affected):
+            out[item["code"]] = item["new_status"]
+    return out
+
+
+def _affected(config, components: dict[str, str], current: dict[str, str]) -> str:
+    names = {c.id: c.name for c in config.components}
+    return json.dumps([{"code": code, "name": names[code], "old_status": current.get(code, "operational"),
+                        "new_status": status} for code, status in components.items()])
+
+
+def create_incident(config, current: dict[str, str], name, status, body, impact=None, components=None,
+                    author: str = "operator", automatic: bool = False, alert_rule: str | None = None) -> Incident:
+    name = _text(name, "name", 200)
+    body = _text(body, "body", MAX_BODY)
+    if status not in INCIDENT_STATUSES:
+        raise IncidentError(f"status must be one of {', '.join(INCIDENT_STATUSES)}")
+    impact = impact or "minor"
+    if impact not in IMPACTS:
+        raise IncidentError(f"impact must be one of {', '.join(IMPACTS)}")
+    components = _components(config, components)
+    now = utcnow()
+    incident = Incident(name=name, status=status, impact=impact, automatic=automatic, alert_rule=alert_rule,
+                        created_at=now, updated_at=now, resolved_at=now if status == "resolved" else None)
+    db.session.add(incident)
+    db.session.flush()
+    db.session.add(IncidentUpdate(incident_id=incident.id, status=status, body=body, author=author[:120],
+                                  affected_components=_affected(config, components, current), created_at=now))
+    db.session.commit()
+    return incident
+
+
+def update_incident(config, current: dict[str, str], incident_id: int, status, body, components=None,
+                    author: str = "operator") -> Incident:
+    incident = db.session.get(Incident, incident_id)
+    if incident is None:
+        raise IncidentError(f"no incident {incident_id}", 404)
+    if incident.status == "resolved":
+        raise IncidentError(f"incident {incident_id} is resolved: add a postmortem instead")
+    if status not in INCIDENT_STATUSES:
+        raise IncidentError(f"status must be one of {', '.join(INCIDENT_STATUSES)}")
+    if INCIDENT_STATUSES.index(status) < INCIDENT_STATUSES.index(incident.status):
+        raise IncidentError(f"an incident cannot go back from {incident.status} to {status}")
+    body = _text(body, "body", MAX_BODY)
+    components = _components(config, components)
+    if status == "resolved" and not components:  # resolving restores what it declared
+        declared = {item["code"] for update in _updates(incident.id) for item in json.loads(update.affected_components)}
+        components = {code: "operational" for code in declared}
+    now = utcnow()
+    db.session.add(IncidentUpdate(incident_id=incident.id, status=status, body=body, author=author[:120],
+                                  affected_components=_affected(config, components, current), created_at=now))
+    incident.status, incident.updated_at = status, now
+    if status == "resolved":
+        incident.resolved_at = now
+    db.session.commit()
+    return incident
+
+
+def set_postmortem(incident_id: int, postmortem) -> Incident:
+    incident = db.session.get(Incident, incident_id)
+    if incident is None:
+        raise IncidentError(f"no incident {incident_id}", 404)
+    incident.postmortem = _text(postmortem, "postmortem", 50_000)
+    incident.updated_at = utcnow()
+    db.session.commit()
+    return incident
+
+
+def _updates(incident_id: int) -> list[IncidentUpdate]:
+    return list(db.session.execute(select(IncidentUpdate).where(IncidentUpdate.incident_id == incident_id)
+                                   .order_by(IncidentUpdate.id.desc())).scalars())
+
+
+def describe(incident: Incident, page_id: str) -> dict:
+    """An incident as Statuspage shows it: updates newest first."""
+    return {
+        "id": str(incident.id), "name": incident.name, "status": incident.status, "impact": incident.impact,
+        "created_at": incident.created_at.isoformat(), "updated_at": incident.updated_at.isoformat(),
+        "monitoring_at": None, "resolved_at": incident.resolved_at.isoformat() if incident.resolved_at else None,
+        "shortlink": None, "page_id": page_id, "postmortem_body": incident.postmortem,
+        "automatic": incident.automatic, "alert_rule": incident.alert_rule,
+        "incident_updates": [{"id": str(u.id), "status": u.status, "body": u.body, "incident_id": str(incident.id),
+                              "created_at": u.created_at.isoformat(), "updated_at": u.created_at.isoformat(),
+                              "display_at": u.created_at.isoformat(),
+                              "affected_components": json.loads(u.affected_components)}
+                             for u in _updates(incident.id)],
+    }
+
+
+def on_alert_transition(config, transition) -> None:
+    """Rules with `open_incident` open an incident when they fire and resolve it when they resolve."""
+    rule = transition.rule
+    if not rule.open_incident:
+        return
+    open_one = db.session.execute(select(Incident).where(Incident.alert_rule == rule.name, Incident.automatic.is_(True),
+                                                         Incident.status != "resolved")).scalars().first()
+    if transition.name == "firing" and open_one is None:
+        status = {"critical": "major_outage", "error": "partial_outage"}.get(rule.severity, "degraded_performance")
+        components = {rule.status_component: status} if rule.status_component else {}
+        create_incident(config, {}, rule.render("summary", transition.value)[:200], "investigating",
+                        f"Opened automatically by the alert {rule.name}: {rule.render('description', transition.value)}",
+                        SEVERITY_IMPACT[rule.severity], components, author="alerting", automatic=True,
+                        alert_rule=rule.name)
+    elif transition.name == "resolved" and open_one is not None:
+        update_incident(config, {}, open_one.id, "resolved",
+                        f"The alert {rule.name} has resolved; the incident is closed automatically.", author="alerting")

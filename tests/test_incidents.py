@@ -1,0 +1,126 @@
+"""Incidents: lifecycle through the API, component statuses they declare, Statuspage JSON, and
+incidents opened and closed by alert rules."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import yaml
+
+from controlplane.alerting.engine import evaluate
+from tests.conftest import new_key
+from tests.test_status_components import store_results
+
+
+@pytest.fixture
+def operator(app):
+    store_results(app)
+    return app.test_client(), {"X-Server-API-Key": new_key(app, "admin")}
+
+
+def components(client) -> dict:
+    return {c["id"]: c["status"] for c in client.get("/api/v2/components.json").get_json()["components"]}
+
+
+def test_the_incident_lifecycle_and_the_components_it_declares(operator):
+    client, headers = operator
+    created = client.post("/api/v1/incidents", json={
+        "name": "Mail is delayed", "body": "Postal queues are backing up.", "impact": "major",
+        "components": {"delivery": "partial_outage"}}, headers=headers)
+    assert created.status_code == 201
+    incident = created.get_json()["data"]
+    assert incident["status"] == "investigating" and incident["impact"] == "major"
+    assert incident["incident_updates"][0]["affected_components"] == [
+        {"code": "delivery", "name": "Mail delivery", "old_status": "operational", "new_status": "partial_outage"}]
+    assert components(client)["delivery"] == "partial_outage"
+    assert client.get("/api/v2/status.json").get_json()["status"]["indicator"] == "minor"
+    for status in ("identified", "monitoring"):
+        answer = client.post(f"/api/v1/incidents/{incident['id']}/updates",
+                             json={"status": status, "body": f"now {status}"}, headers=headers)
+        assert answer.status_code == 200
+    resolved = client.post(f"/api/v1/incidents/{incident['id']}/updates",
+                           json={"status": "resolved", "body": "Delivered the backlog."}, headers=headers).get_json()
+    updates = resolved["data"]["incident_updates"]
+    assert [u["status"] for u in updates] == ["resolved", "monitoring", "identified", "investigating"]  # newest first
+    assert updates[0]["affected_components"][0]["new_status"] == "operational"
+    assert components(client)["delivery"] == "operational"
+    assert client.put(f"/api/v1/incidents/{incident['id']}/postmortem", json={"body": "Root cause: disk."},
+                      headers=headers).get_json()["data"]["postmortem_body"] == "Root cause: disk."
+
+
+@pytest.mark.parametrize("payload,status,message", [
+    ({"name": "x", "body": "y", "components": {"moon": "major_outage"}}, 422, "unknown component 'moon'"),
+    ({"name": "x", "body": "y", "components": {"api": "on_fire"}}, 422, "status must be one of"),
+    ({"name": "x", "body": "y", "status": "panicking"}, 422, "status must be one of"),
+    ({"name": "x", "body": "y", "impact": "apocalyptic"}, 422, "impact must be one of"),
+    ({"name": "x"}, 422, "body is required"),
+    ({"name": "x", "body": "y" * 10_001}, 413, "longer than 10000"),
+])
+def test_bad_incidents_are_refused_with_clear_errors(operator, payload, status, message):
+    client, headers = operator
+    answer = client.post("/api/v1/incidents", json=payload, headers=headers)
+    assert answer.status_code == status and message in answer.get_json()["data"]["message"]
+
+
+def test_invalid_transitions_and_permissions(operator, app):
+    client, headers = operator
+    incident_id = client.post("/api/v1/incidents", json={"name": "n", "body": "b", "status": "monitoring"},
+                              headers=headers).get_json()["data"]["id"]
+    back = client.post(f"/api/v1/incidents/{incident_id}/updates", json={"status": "investigating", "body": "b"},
+                       headers=headers)
+    assert back.status_code == 422 and "cannot go back" in back.get_json()["data"]["message"]
+    client.post(f"/api/v1/incidents/{incident_id}/updates", json={"status": "resolved", "body": "b"}, headers=headers)
+    after = client.post(f"/api/v1/incidents/{incident_id}/updates", json={"status": "resolved", "body": "b"},
+                        headers=headers)
+    assert after.status_code == 422 and "add a postmortem" in after.get_json()["data"]["message"]
+    assert client.post("/api/v1/incidents/999/updates", json={"status": "resolved", "body": "b"},
+                       headers=headers).status_code == 404
+    assert client.post("/api/v1/incidents", json={"name": "n", "body": "b"}).status_code == 401
+    reader = {"X-Server-API-Key": new_key(app, "read")}
+    assert client.post("/api/v1/incidents", json={"name": "n", "body": "b"}, headers=reader).status_code == 403
+
+
+def test_incident_json_is_statuspage_shaped_and_text_stays_text(operator):
+    client, headers = operator
+    client.post("/api/v1/incidents", json={"name": "<b>API</b> errors", "body": "<script>alert(1)</script>"},
+                headers=headers)
+    summary = client.get("/api/v2/summary.json").get_json()
+    assert set(summary) == {"page", "status", "components", "incidents", "scheduled_maintenances"}
+    (incident,) = summary["incidents"]
+    assert {"id", "name", "status", "impact", "created_at", "updated_at", "resolved_at", "page_id",
+            "incident_updates"} <= set(incident)
+    assert incident["name"] == "<b>API</b> errors"  # JSON carries the text as text; pages escape it
+    assert incident["incident_updates"][0]["body"] == "<script>alert(1)</script>"
+    assert client.get("/api/v2/incidents/unresolved.json").get_json()["incidents"][0]["id"] == incident["id"]
+    assert len(client.get("/api/v2/incidents.json").get_json()["incidents"]) == 1
+
+
+def test_alert_rules_that_ask_open_and_close_incidents(make_app, tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump({"rules": [{
+        "name": "NoLiveWorker", "indicator": "live_workers", "op": "<", "threshold": 1, "for": "0s",
+        "labels": {"severity": "critical"}, "annotations": {"summary": "No worker is running",
+                                                            "description": "Delivery has stopped."},
+        "status_component": "delivery", "open_incident": True}]}))
+    app = make_app(ALERT_RULES_FILE=str(rules))
+    store_results(app)
+    settings, rule_set = app.extensions["controlplane.settings"], app.extensions["controlplane.alert_rules"]
+    now = datetime.now(timezone.utc)
+    with app.app_context():
+        evaluate(settings, rule_set, now)  # no worker: fires
+    client = app.test_client()
+    (incident,) = client.get("/api/v2/incidents/unresolved.json").get_json()["incidents"]
+    assert incident["automatic"] is True and incident["alert_rule"] == "NoLiveWorker"
+    assert incident["name"] == "No worker is running" and incident["impact"] == "critical"
+    assert components(client)["delivery"] == "major_outage"
+    with app.app_context():
+        from controlplane.extensions import db
+        from controlplane.jobs.models import WorkerHeartbeat
+
+        db.session.add(WorkerHeartbeat(instance="w", hostname="h", pid=1, version="v", started_at=now,
+                                       last_seen_at=datetime.now(timezone.utc), is_leader=True))
+        db.session.commit()
+        evaluate(settings, rule_set, now + timedelta(seconds=15))  # resolves
+    assert client.get("/api/v2/incidents/unresolved.json").get_json()["incidents"] == []
+    assert client.get("/api/v2/incidents.json").get_json()["incidents"][0]["status"] == "resolved"
+    assert components(client)["delivery"] == "operational"
