@@ -117,17 +117,18 @@ def summary_json():
                        "scheduled_maintenances": []}, updated)
 
 
-@bp.get("/api/v2/incidents.json")
-def incidents_json():
+def _incident_list(unresolved_only: bool) -> Response:
     _, updated = current_statuses()
-    incidents = _incidents(unresolved_only=False)
+    incidents = _incidents(unresolved_only)
     updated = _newest(updated, incidents)
     return _cacheable({"page": _page(updated), "incidents": incidents}, updated)
+
+
+@bp.get("/api/v2/incidents.json")
+def incidents_json():
+    return _incident_list(unresolved_only=False)
 
 
 @bp.get("/api/v2/incidents/unresolved.json")
 def unresolved_incidents_json():
-    _, updated = current_statuses()
-    incidents = _incidents(unresolved_only=True)
-    updated = _newest(updated, incidents)
-    return _cacheable({"page": _page(updated), "incidents": incidents}, updated)
+    return _incident_list(unresolved_only=True)
