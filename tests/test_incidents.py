@@ -124,3 +124,44 @@ def test_alert_rules_that_ask_open_and_close_incidents(make_app, tmp_path):
     assert client.get("/api/v2/incidents/unresolved.json").get_json()["incidents"] == []
     assert client.get("/api/v2/incidents.json").get_json()["incidents"][0]["status"] == "resolved"
     assert components(client)["delivery"] == "operational"
+
+
+def test_scheduled_maintenance_transitions_with_the_clock_and_silences_alerts(operator, app):
+    from controlplane.alerting.rules import parse_rules
+    from controlplane.alerting.silences import silencing
+    from controlplane.status.maintenance import maintenance_status
+    from controlplane.status.models import Maintenance
+
+    client, headers = operator
+    now = datetime.now(timezone.utc)
+    window = {"name": "PostgreSQL upgrade", "body": "Sends are queued meanwhile.", "components": ["delivery"],
+              "scheduled_for": (now - timedelta(minutes=1)).isoformat(),
+              "scheduled_until": (now + timedelta(hours=1)).isoformat()}
+    created = client.post("/api/v1/maintenances", json=window, headers=headers)
+    assert created.status_code == 201 and created.get_json()["data"]["status"] == "in_progress"
+    assert components(client)["delivery"] == "under_maintenance"
+    assert client.get("/api/v2/status.json").get_json()["status"]["indicator"] == "none"
+    active = client.get("/api/v2/scheduled-maintenances/active.json").get_json()["scheduled_maintenances"]
+    assert [m["name"] for m in active] == ["PostgreSQL upgrade"]
+    assert client.get("/api/v2/summary.json").get_json()["scheduled_maintenances"][0]["components"] == [
+        {"id": "delivery", "name": "Mail delivery"}]
+    rule = parse_rules({"rules": [{"name": "PostalUnreachable", "indicator": "check_unhealthy",
+                                   "params": {"check": "postal"}, "op": ">", "threshold": 0,
+                                   "labels": {"severity": "critical"}, "annotations": {"summary": "s"},
+                                   "status_component": "delivery"}]}).rules[0]
+    with app.app_context():
+        assert silencing(rule, now) is not None  # its component is under maintenance
+        row = Maintenance(scheduled_for=now + timedelta(hours=1), scheduled_until=now + timedelta(hours=2))
+        assert [maintenance_status(row, now + timedelta(minutes=m)) for m in (0, 90, 150)] == [
+            "scheduled", "in_progress", "completed"]
+    upcoming = dict(window, scheduled_for=(now + timedelta(days=1)).isoformat(),
+                    scheduled_until=(now + timedelta(days=1, hours=1)).isoformat())
+    later_id = client.post("/api/v1/maintenances", json=upcoming, headers=headers).get_json()["data"]["id"]
+    assert [m["id"] for m in client.get("/api/v2/scheduled-maintenances/upcoming.json").get_json()[
+        "scheduled_maintenances"]] == [later_id]
+    assert client.delete(f"/api/v1/maintenances/{later_id}", headers=headers).get_json()["data"]["status"] == "completed"
+    for bad in (dict(window, components=["moon"]), dict(window, components=[]),
+                dict(window, scheduled_until=window["scheduled_for"]),
+                dict(window, scheduled_until=(now + timedelta(days=9)).isoformat()),
+                dict(window, scheduled_for="tomorrow")):
+        assert client.post("/api/v1/maintenances", json=bad, headers=headers).status_code == 422

@@ -55,8 +55,17 @@ def active_silences(now: datetime) -> list[Silence]:
         select(Silence).where(Silence.starts_at <= now, Silence.ends_at > now)).scalars())
 
 
-def silencing(rule, now: datetime, silences: list[Silence] | None = None) -> Silence | None:
-    """The first active silence whose matchers all hold for this rule's labels, if any."""
+def silencing(rule, now: datetime, silences: list[Silence] | None = None):
+    """The first active silence whose matchers all hold for this rule's labels, or the scheduled
+    maintenance covering the rule's status component; None when nothing silences it."""
+    if rule.status_component:
+        from ..status.maintenance import active
+
+        for window in active(now):
+            if rule.status_component in json.loads(window.components):
+                return Silence(id=None, kind="maintenance", comment=f"scheduled maintenance: {window.name}",
+                               matchers="{}", starts_at=window.scheduled_for, ends_at=window.scheduled_until,
+                               author=window.author, created_at=window.created_at)
     labels = {**rule.labels, "alertname": rule.name}
     for silence in silences if silences is not None else active_silences(now):
         if all(labels.get(k) == v for k, v in json.loads(silence.matchers).items()):

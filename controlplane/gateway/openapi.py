@@ -176,6 +176,18 @@ def document() -> dict:
                                    "404": {"$ref": "#/components/responses/NotFound"}},
             body={"type": "object", "required": ["body"], "properties": {"body": {"type": "string"}}},
             parameters=[_path_param("incident_id", {"type": "integer"})], tag="status")},
+        "/api/v1/maintenances": {"post": _operation(
+            "Schedule maintenance (operator): its components show under_maintenance and their alerts are silenced",
+            _json_response("Maintenance", {"type": "object"}, "201"), body={
+                "type": "object", "required": ["name", "body", "components", "scheduled_for", "scheduled_until"],
+                "properties": {"name": {"type": "string"}, "body": {"type": "string"},
+                               "components": {"type": "array", "items": {"type": "string"}},
+                               "scheduled_for": {"type": "string", "format": "date-time"},
+                               "scheduled_until": {"type": "string", "format": "date-time"}}}, tag="status")},
+        "/api/v1/maintenances/{maintenance_id}": {"delete": _operation(
+            "Cancel a maintenance window", {**_json_response("Maintenance", {"type": "object"}),
+                                            "404": {"$ref": "#/components/responses/NotFound"}},
+            parameters=[_path_param("maintenance_id", {"type": "integer"})], tag="status")},
         "/api/v1/events": {"get": {
             **_operation("Server-Sent Events of this key's events (resume with Last-Event-ID)",
                          {"200": {"description": "text/event-stream", "content": {"text/event-stream": {}}}},

@@ -63,3 +63,53 @@ def postmortem(incident_id: int):
     except IncidentError as exc:
         raise _invalid(exc) from None
     return success(describe(incident, _page_id()))
+
+
+maintenances = Blueprint("maintenances", __name__, url_prefix="/api/v1/maintenances")
+maintenances.before_request(start_timer)
+maintenances.register_error_handler(GatewayError, failure)
+
+
+def _moment(value, name: str):
+    from datetime import datetime, timezone
+
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise GatewayError("InvalidMaintenance", f"{name} must be an ISO-8601 time", 422) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+@maintenances.post("")
+@requires("operate", allow_users=True)
+def schedule_maintenance():
+    from ..timeutil import utcnow
+    from .maintenance import describe as describe_maintenance
+    from .maintenance import schedule
+
+    params = request_params()
+    config = current_app.extensions["controlplane.health"].config
+    try:
+        row = schedule(config, params.get("name"), params.get("body"), params.get("components"),
+                       _moment(params.get("scheduled_for"), "scheduled_for"),
+                       _moment(params.get("scheduled_until"), "scheduled_until"), actor())
+    except IncidentError as exc:
+        raise _invalid(exc) from None
+    return success(describe_maintenance(row, config, _page_id(), utcnow()), status=201)
+
+
+@maintenances.delete("/<int:maintenance_id>")
+@requires("operate", allow_users=True)
+def cancel_maintenance(maintenance_id: int):
+    from ..timeutil import utcnow
+    from .maintenance import cancel
+    from .maintenance import describe as describe_maintenance
+
+    try:
+        row = cancel(maintenance_id)
+    except IncidentError as exc:
+        raise _invalid(exc) from None
+    return success(describe_maintenance(row, current_app.extensions["controlplane.health"].config, _page_id(),
+                                        utcnow()))

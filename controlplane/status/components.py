@@ -8,8 +8,10 @@ Rules (in this order; the worst outcome wins):
 2. Components with `traffic: true`, over the last 5 minutes once at least 20 requests were seen:
    5xx ratio >= 25% -> major_outage, >= 5% -> partial_outage, >= 1% -> degraded_performance;
    more than 5% of requests slower than 2 s (p95 above 2 s) -> degraded_performance.
-Page indicator: `critical` when every component is in major_outage, `major` when any is,
-`minor` when any is degraded or partially out, else `none`.
+3. Statuses declared by unresolved incidents count too (the worse one wins).
+4. A component inside an active maintenance window is `under_maintenance`.
+Page indicator, over components not under maintenance: `critical` when every one is in
+major_outage, `major` when any is, `minor` when any is degraded or partially out, else `none`.
 """
 from __future__ import annotations
 
@@ -87,8 +89,10 @@ def recent_traffic(now: datetime) -> tuple[int, int, int]:
 
 
 def component_statuses(config, view, traffic: tuple[int, int, int] | None,
-                       declared: dict[str, str] | None = None) -> list[ComponentStatus]:
-    """3. What an unresolved incident declares for a component also counts (the worse one wins)."""
+                       declared: dict[str, str] | None = None,
+                       maintained: set[str] | None = None) -> list[ComponentStatus]:
+    """3. What an unresolved incident declares for a component also counts (the worse one wins).
+    4. A component inside a maintenance window is `under_maintenance`, whatever else holds."""
     out = []
     for component in config.components:
         status = ComponentStatus(component.id, component.name, component.group, component.description)
@@ -98,12 +102,15 @@ def component_statuses(config, view, traffic: tuple[int, int, int] | None,
         stated = (declared or {}).get(component.id)
         if stated in ORDER:
             status.worsen(stated, "declared by an open incident")
+        if component.id in (maintained or set()):
+            status.status = "under_maintenance"
+            status.reasons.append("scheduled maintenance in progress")
         out.append(status)
     return out
 
 
 def page_indicator(statuses: list[ComponentStatus]) -> str:
-    kinds = [s.status for s in statuses]
+    kinds = [s.status for s in statuses if s.status != "under_maintenance"]
     if kinds and all(k == "major_outage" for k in kinds):
         return "critical"
     if "major_outage" in kinds:

@@ -38,3 +38,22 @@ class IncidentUpdate(db.Model):
     affected_components: Mapped[str] = mapped_column(Text, nullable=False, default="[]")
     author: Mapped[str] = mapped_column(String(120), nullable=False)
     created_at = mapped_column(UTCDateTime, nullable=False)
+
+
+class Maintenance(db.Model):
+    """Planned work: its components show under_maintenance during the window, and alerts of rules
+    whose status component it covers are silenced. Its status follows the clock."""
+
+    __tablename__ = "maintenances"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    components: Mapped[str] = mapped_column(Text, nullable=False, default="[]")  # JSON list of ids
+    scheduled_for = mapped_column(UTCDateTime, nullable=False)
+    scheduled_until = mapped_column(UTCDateTime, nullable=False)
+    cancelled_at = mapped_column(UTCDateTime)
+    author: Mapped[str] = mapped_column(String(120), nullable=False)
+    created_at = mapped_column(UTCDateTime, nullable=False)
+
+    __table_args__ = (Index("ix_maintenances_window", "scheduled_for", "scheduled_until"),)

@@ -14,6 +14,8 @@ from ..timeutil import utcnow
 from .components import DESCRIPTIONS, component_statuses, page_indicator, recent_traffic
 
 bp = Blueprint("status", __name__)
+# A group shows its worst member; maintenance ranks above operational, below any trouble.
+GROUP_ORDER = ("operational", "under_maintenance", "degraded_performance", "partial_outage", "major_outage")
 
 
 def _slug(text: str) -> str:
@@ -32,8 +34,10 @@ def current_statuses():
     view = health.cache.get().current(health.specs)
     now = utcnow()
     from .incidents import declared_statuses
+    from .maintenance import components_under_maintenance
 
-    statuses = component_statuses(health.config, view, recent_traffic(now), declared_statuses())
+    statuses = component_statuses(health.config, view, recent_traffic(now), declared_statuses(),
+                                  components_under_maintenance(now))
     updated = max((s.updated_at for s in statuses if s.updated_at), default=now)
     return statuses, updated
 
@@ -51,8 +55,7 @@ def _components_json(statuses, updated) -> list[dict]:
                     "start_date": None, "group_id": group_id, "page_id": page_id, "group": False,
                     "only_show_if_degraded": False})
     for position, (group_id, (name, members)) in enumerate(groups.items(), start=len(out) + 1):
-        worst = max(members, key=lambda s: ("operational", "degraded_performance", "partial_outage",
-                                            "major_outage").index(s.status))
+        worst = max(members, key=lambda s: GROUP_ORDER.index(s.status))
         out.append({"id": group_id, "name": name, "status": worst.status, "created_at": updated.isoformat(),
                     "updated_at": updated.isoformat(), "position": position, "description": None,
                     "showcase": False, "start_date": None, "group_id": None, "page_id": page_id, "group": True,
@@ -111,10 +114,39 @@ def summary_json():
     indicator = page_indicator(statuses)
     incidents = _incidents(unresolved_only=True)
     updated = _newest(updated, incidents)
-    # Scheduled maintenance is not built yet (issue 6): there is none to list.
+    maintenances = _maintenances("active") + _maintenances("upcoming")
     return _cacheable({"page": _page(updated), "status": {"indicator": indicator, "description": DESCRIPTIONS[indicator]},
                        "components": _components_json(statuses, updated), "incidents": incidents,
-                       "scheduled_maintenances": []}, updated)
+                       "scheduled_maintenances": maintenances}, updated)
+
+
+def _maintenances(kind: str) -> list[dict]:
+    from .maintenance import describe, listing
+
+    now = utcnow()
+    config = current_app.extensions["controlplane.health"].config
+    page_id = current_app.extensions["controlplane.settings"].status_page_id
+    return [describe(row, config, page_id, now) for row in listing(kind, now)]
+
+
+def _maintenance_list(kind: str) -> Response:
+    _, updated = current_statuses()
+    return _cacheable({"page": _page(updated), "scheduled_maintenances": _maintenances(kind)}, updated)
+
+
+@bp.get("/api/v2/scheduled-maintenances.json")
+def maintenances_json():
+    return _maintenance_list("all")
+
+
+@bp.get("/api/v2/scheduled-maintenances/upcoming.json")
+def upcoming_maintenances_json():
+    return _maintenance_list("upcoming")
+
+
+@bp.get("/api/v2/scheduled-maintenances/active.json")
+def active_maintenances_json():
+    return _maintenance_list("active")
 
 
 def _incident_list(unresolved_only: bool) -> Response:

@@ -1,0 +1,87 @@
+"""Scheduled maintenance. The status follows the clock, so the transitions are automatic:
+`scheduled` before the window, `in_progress` during it, `completed` after it (or when cancelled).
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from ..extensions import db
+from ..timeutil import as_utc, utcnow
+from .incidents import IncidentError
+from .models import Maintenance
+
+MAX_WINDOW = timedelta(days=7)
+
+
+def maintenance_status(row: Maintenance, now: datetime) -> str:
+    if row.cancelled_at is not None or now >= as_utc(row.scheduled_until):
+        return "completed"
+    return "in_progress" if now >= as_utc(row.scheduled_for) else "scheduled"
+
+
+def schedule(config, name, body, components, starts: datetime | None, ends: datetime | None,
+             author: str) -> Maintenance:
+    from .incidents import _text
+
+    name, body = _text(name, "name", 200), _text(body, "body", 10_000)
+    known = {c.id for c in config.components}
+    if not isinstance(components, list) or not components or not all(isinstance(c, str) for c in components):
+        raise IncidentError("components must be a non-empty list of component ids")
+    unknown = [c for c in components if c not in known]
+    if unknown:
+        raise IncidentError(f"unknown component(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    if starts is None or ends is None or ends <= starts:
+        raise IncidentError("scheduled_for and scheduled_until are required, the end after the start")
+    if ends - starts > MAX_WINDOW:
+        raise IncidentError("a maintenance window lasts at most 7 days")
+    now = utcnow()
+    row = Maintenance(name=name, body=body, components=json.dumps(components), scheduled_for=starts,
+                      scheduled_until=ends, author=author[:120], created_at=now)
+    db.session.add(row)
+    db.session.commit()
+    return row
+
+
+def cancel(maintenance_id: int) -> Maintenance:
+    row = db.session.get(Maintenance, maintenance_id)
+    if row is None:
+        raise IncidentError(f"no maintenance {maintenance_id}", 404)
+    if row.cancelled_at is None:
+        row.cancelled_at = utcnow()
+        db.session.commit()
+    return row
+
+
+def active(now: datetime) -> list[Maintenance]:
+    return list(db.session.execute(select(Maintenance).where(
+        Maintenance.scheduled_for <= now, Maintenance.scheduled_until > now, Maintenance.cancelled_at.is_(None))
+    ).scalars())
+
+
+def components_under_maintenance(now: datetime) -> set[str]:
+    return {c for row in active(now) for c in json.loads(row.components)}
+
+
+def listing(kind: str, now: datetime) -> list[Maintenance]:
+    """all, upcoming (not started) or active (in progress), newest window first, at most 50."""
+    query = select(Maintenance).order_by(Maintenance.scheduled_for.desc()).limit(50)
+    if kind == "upcoming":
+        query = query.where(Maintenance.scheduled_for > now, Maintenance.cancelled_at.is_(None))
+    elif kind == "active":
+        query = query.where(Maintenance.scheduled_for <= now, Maintenance.scheduled_until > now,
+                            Maintenance.cancelled_at.is_(None))
+    return list(db.session.execute(query).scalars())
+
+
+def describe(row: Maintenance, config, page_id: str, now: datetime) -> dict:
+    names = {c.id: c.name for c in config.components}
+    status = maintenance_status(row, now)
+    return {"id": str(row.id), "name": row.name, "status": status, "impact": "maintenance",
+            "scheduled_for": as_utc(row.scheduled_for).isoformat(),
+            "scheduled_until": as_utc(row.scheduled_until).isoformat(),
+            "created_at": as_utc(row.created_at).isoformat(), "updated_at": as_utc(row.created_at).isoformat(),
+            "page_id": page_id, "body": row.body,
+            "components": [{"id": c, "name": names.get(c, c)} for c in json.loads(row.components)]}
