@@ -45,15 +45,14 @@ silences_bp.register_error_handler(GatewayError, failure)
 
 
 def _when(value, name: str):
-    from datetime import datetime, timezone
+    from ..timeutil import parse_iso
 
     if value in (None, ""):
         return None
     try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return parse_iso(value)
     except ValueError:
         raise GatewayError("InvalidSilence", f"{name} must be an ISO-8601 time", 422) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 @silences_bp.get("/silences")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -181,12 +181,13 @@ def backup_restore(app, backup_id, target_url, in_place, target_dir, to_time, no
 
 
 def _parse_time(text: str) -> datetime:
+    from ..timeutil import parse_iso
+
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_iso(text)
     except ValueError:
         raise click.BadParameter(f"{text!r} is not an ISO-8601 time (e.g. 2026-11-30T10:15:00Z)",
                                  param_hint="--to-time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 @backup.command("archive-wal")

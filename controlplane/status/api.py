@@ -71,15 +71,14 @@ maintenances.register_error_handler(GatewayError, failure)
 
 
 def _moment(value, name: str):
-    from datetime import datetime, timezone
+    from ..timeutil import parse_iso
 
-    if not isinstance(value, str):
+    if value in (None, ""):
         return None
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_iso(value)
     except ValueError:
         raise GatewayError("InvalidMaintenance", f"{name} must be an ISO-8601 time", 422) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 @maintenances.post("")
