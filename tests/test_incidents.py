@@ -165,3 +165,43 @@ def test_scheduled_maintenance_transitions_with_the_clock_and_silences_alerts(op
                 dict(window, scheduled_until=(now + timedelta(days=9)).isoformat()),
                 dict(window, scheduled_for="tomorrow")):
         assert client.post("/api/v1/maintenances", json=bad, headers=headers).status_code == 422
+
+
+def test_feeds_are_xml_with_escaped_incident_text(operator):
+    import xml.etree.ElementTree as ET
+
+    client, headers = operator
+    client.post("/api/v1/incidents", json={"name": "<b>API</b> & friends", "body": "<script>x</script>"},
+                headers=headers)
+    atom = client.get("/history.atom")
+    assert atom.status_code == 200 and atom.mimetype == "application/atom+xml" and atom.headers["ETag"]
+    assert b"&lt;b&gt;API&lt;/b&gt; &amp; friends" in atom.data and b"<script>" not in atom.data
+    feed = ET.fromstring(atom.data)
+    entries = feed.findall("{http://www.w3.org/2005/Atom}entry")
+    assert entries[0].find("{http://www.w3.org/2005/Atom}title").text == "<b>API</b> & friends"
+    rss = ET.fromstring(client.get("/history.rss").data)
+    assert rss.find("channel/item/title").text == "<b>API</b> & friends"
+    assert rss.find("channel/item/pubDate").text.endswith(" GMT")
+
+
+def test_badges_are_svg_for_status_and_uptime(operator, app):
+    import xml.etree.ElementTree as ET
+
+    from controlplane.extensions import db
+    from controlplane.health.models import CheckResult
+    from controlplane.timeutil import utcnow
+
+    client, headers = operator
+    status = client.get("/badges/api.svg")
+    assert status.mimetype == "image/svg+xml"
+    svg = ET.fromstring(status.data)
+    assert svg.tag == "{http://www.w3.org/2000/svg}svg" and "operational" in svg.get("aria-label")
+    with app.app_context():  # the postal check (delivery): 3 healthy, 1 unhealthy in the period
+        for state in ("healthy", "healthy", "unhealthy"):
+            db.session.add(CheckResult(check_name="postal", status=state, duration_ms=1, checked_at=utcnow(),
+                                       instance="t", message="m"))
+        db.session.commit()
+    uptime = ET.fromstring(client.get("/badges/delivery/uptime.svg?days=7").data)
+    assert uptime.get("aria-label") == "uptime 7d: 75.00%"
+    assert client.get("/badges/moon.svg").status_code == 404
+    assert client.get("/badges/api/uptime.svg?days=365").status_code == 422

@@ -14,6 +14,21 @@ from ..timeutil import utcnow
 from .components import DESCRIPTIONS, component_statuses, page_indicator, recent_traffic
 
 bp = Blueprint("status", __name__)
+
+
+def _json_error(exc):
+    from ..gateway.envelope import failure
+
+    return failure(exc)
+
+
+def _register_errors() -> None:
+    from ..gateway.envelope import GatewayError
+
+    bp.register_error_handler(GatewayError, _json_error)
+
+
+_register_errors()
 # A group shows its worst member; maintenance ranks above operational, below any trouble.
 GROUP_ORDER = ("operational", "under_maintenance", "degraded_performance", "partial_outage", "major_outage")
 
@@ -63,8 +78,9 @@ def _components_json(statuses, updated) -> list[dict]:
     return out
 
 
-def _cacheable(document: dict, updated) -> Response:
-    response = Response(json.dumps(document, separators=(",", ":")), mimetype="application/json")
+def _cacheable(document, updated, mimetype: str = "application/json") -> Response:
+    body = json.dumps(document, separators=(",", ":")) if mimetype == "application/json" else document
+    response = Response(body, mimetype=mimetype)
     response.last_modified = updated.replace(microsecond=0)
     response.cache_control.public = True
     response.cache_control.max_age = 10
@@ -164,3 +180,58 @@ def incidents_json():
 @bp.get("/api/v2/incidents/unresolved.json")
 def unresolved_incidents_json():
     return _incident_list(unresolved_only=True)
+
+
+def _feed(render, mimetype: str) -> Response:
+    statuses, updated = current_statuses()
+    incidents = _incidents(unresolved_only=False)
+    updated = _newest(updated, incidents)
+    base = request.host_url.rstrip("/")
+    return _cacheable(render(_page(updated), incidents, base), updated, mimetype)
+
+
+@bp.get("/history.atom")
+def history_atom():
+    from .feeds import atom
+
+    return _feed(atom, "application/atom+xml")
+
+
+@bp.get("/history.rss")
+def history_rss():
+    from .feeds import rss
+
+    return _feed(rss, "application/rss+xml")
+
+
+def _component(component_id: str):
+    from ..gateway.envelope import GatewayError
+
+    statuses, updated = current_statuses()
+    for status in statuses:
+        if status.id == component_id:
+            return status, updated
+    raise GatewayError("ComponentNotFound", f"no component {component_id!r}", 404)
+
+
+@bp.get("/badges/<component_id>.svg")
+def status_badge(component_id: str):
+    from .feeds import COLORS, LABELS, badge
+
+    status, updated = _component(component_id)
+    return _cacheable(badge(status.name, LABELS[status.status], COLORS[status.status]), updated, "image/svg+xml")
+
+
+@bp.get("/badges/<component_id>/uptime.svg")
+def uptime_badge(component_id: str):
+    from ..gateway.envelope import GatewayError
+    from .feeds import badge, uptime
+
+    status, updated = _component(component_id)
+    days = request.args.get("days", "30")
+    if not days.isdigit() or not 1 <= int(days) <= 90:
+        raise GatewayError("InvalidPeriod", "days must be a whole number from 1 to 90", 422)
+    share = uptime(current_app.extensions["controlplane.health"].config, component_id, int(days), utcnow())
+    message = "no data" if share is None else f"{share * 100:.2f}%"
+    color = "#9e9e9e" if share is None else "#2e7d32" if share >= 0.999 else "#f9a825" if share >= 0.99 else "#c62828"
+    return _cacheable(badge(f"uptime {days}d", message, color), updated, "image/svg+xml")
