@@ -1,5 +1,5 @@
 """A throwaway PostgreSQL cluster for physical backups: initdb'd and started as the `postgres`
-user (initdb refuses root), WAL archiving through `controlplane backup archive-wal`."""
+user (initdb refuses root), replication allowed for pg_basebackup and pg_receivewal."""
 from __future__ import annotations
 
 import os

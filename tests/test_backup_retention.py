@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from sqlalchemy import select
 
 from controlplane.backups.models import Backup
@@ -83,3 +85,23 @@ def test_wal_since_the_oldest_kept_physical_full_is_kept():
     needed = [backup(40 - d, kind="wal", engine_kind="pg_physical") for d in range(3)]
     gone = expired([base, old_wal, *needed], NOW, 30)
     assert gone == [old_wal]  # base is the newest full, so it and the WAL after it stay
+
+
+def test_archive_wal_is_idempotent_and_refuses_different_content(app, tmp_path):
+    """The archive_command contract: a retry of the same segment succeeds, other bytes are refused."""
+    from controlplane.backups.operations import BackupError, archive_wal, fetch_verified
+
+    settings = app.extensions["controlplane.settings"]
+    segment = tmp_path / "000000010000000000000003"
+    segment.write_bytes(b"\x01" * 70_000)
+    with app.app_context():
+        first = archive_wal(settings, segment)
+        assert archive_wal(settings, segment).id == first.id
+        segment.write_bytes(b"\x02" * 70_000)
+        with pytest.raises(BackupError, match="archived before with different content"):
+            archive_wal(settings, segment)
+        replaced = archive_wal(settings, segment, replace=True)  # a partial segment's newer snapshot
+        (tmp_path / "out").mkdir()
+        restored = fetch_verified(settings, replaced, tmp_path / "out")
+        assert restored["000000010000000000000003"].read_bytes() == b"\x02" * 70_000
+        assert [r.name for r in db.session.execute(select(Backup)).scalars()] == ["wal-000000010000000000000003"]

@@ -6,6 +6,7 @@ byte, a cut file, a wrong key or a missing object stops the restore with nothing
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
@@ -50,6 +51,21 @@ def _object_key(name: str, artefact: str) -> str:
     return f"{name}/{artefact}.sealed"
 
 
+def file_blocks(path: Path, size: int = 1 << 20):
+    """A file's bytes in blocks, for sealing without reading it whole."""
+    with open(path, "rb") as handle:
+        while block := handle.read(size):
+            yield block
+
+
+def store_sealed(settings, storage, key: str, name: str, blocks, compression: str, **extra) -> tuple[dict, object]:
+    """Seal `blocks` into storage at `key`; the catalog's artefact entry and the seal's result."""
+    sealed, result = seal(blocks, keyring(settings), compression)
+    storage.put(key, sealed)
+    return ({"name": name, "key": key, **extra, "plain_bytes": result.plain_bytes, "plain_sha256": result.plain_sha256,
+             "sealed_bytes": result.sealed_bytes, "sealed_sha256": result.sealed_sha256}, result)
+
+
 def take_backup(settings, kind: str = "manual", progress: bool = False, engine_name: str | None = None) -> Backup:
     """Run one backup to completion and record it; a failure is recorded too, then raised."""
     engine = engine_for(settings, engine_name)
@@ -67,13 +83,10 @@ def take_backup(settings, kind: str = "manual", progress: bool = False, engine_n
         meter = Progress(f"backup {row.name}", getattr(dump, "expected_bytes", None)) if progress else None
         artefacts = []
         for artefact, blocks in dump.artefacts:
-            sealed, result = seal(counted(blocks, meter), keyring(settings), engine.compression)
             key = _object_key(row.name, artefact)
             written.append(key)
-            storage.put(key, sealed)
-            artefacts.append({"name": artefact, "key": key, "plain_bytes": result.plain_bytes,
-                              "plain_sha256": result.plain_sha256, "sealed_bytes": result.sealed_bytes,
-                              "sealed_sha256": result.sealed_sha256})
+            artefacts.append(store_sealed(settings, storage, key, artefact, counted(blocks, meter),
+                                          engine.compression)[0])
         meta = dump.finish()
         if meter:
             meter.finish()
@@ -114,34 +127,22 @@ def archive_wal(settings, path: Path, replace: bool = False) -> Backup:
     row commits. Archiving the same name again with the same content succeeds (the server may
     retry after a crash); different content is refused, as the archive_command contract asks.
     """
-    import hashlib
-
     if not path.exists():
         raise FileNotFoundError(path)
     if not path.is_file():
         raise BackupError(f"archive-wal: {path} is not a file")
     name = f"wal-{path.name}"
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
     existing = db.session.execute(select(Backup).where(Backup.name == name)).scalar_one_or_none()
-    if existing is not None and replace and existing.artefact_list[0]["plain_sha256"] != digest.hexdigest():
-        delete_backup(settings, existing)  # a newer snapshot of a segment still being written
-        existing = None
-    if existing is not None and existing.status == "succeeded":
-        if existing.artefact_list[0]["plain_sha256"] == digest.hexdigest():
+    if existing is not None:  # only then is the content compared, so a new segment is read once
+        same = existing.artefact_list[0]["plain_sha256"] == _sha256(path)
+        if existing.status == "succeeded" and same:
             return existing
-        raise BackupError(f"archive-wal: {path.name} was archived before with different content")
-    if existing is not None:
-        db.session.delete(existing)
-        db.session.flush()
+        if existing.status == "succeeded" and not replace:
+            raise BackupError(f"archive-wal: {path.name} was archived before with different content")
+        delete_backups(settings, [existing])  # a failed attempt, or a newer snapshot of a partial segment
     storage = storage_for(settings)
     started = utcnow()
-    key = f"wal/{path.name}.sealed"
-    with open(path, "rb") as handle:
-        sealed, result = seal(iter(lambda: handle.read(1 << 20), b""), keyring(settings), "zstd")
-        storage.put(key, sealed)
+    artefact, result = store_sealed(settings, storage, f"wal/{path.name}.sealed", path.name, file_blocks(path), "zstd")
     parent = db.session.execute(
         select(Backup.id).where(Backup.engine == "pg_physical", Backup.kind.in_(("full", "manual", "pre-migration")),
                                 Backup.status == "succeeded").order_by(Backup.finished_at.desc()).limit(1)
@@ -150,22 +151,28 @@ def archive_wal(settings, path: Path, replace: bool = False) -> Backup:
                  finished_at=utcnow(), storage=storage.name, location=storage.describe(), compression="zstd",
                  key_id=result.key_id, parent_id=parent, size_bytes=result.sealed_bytes, plain_bytes=result.plain_bytes,
                  timeline=int(path.name[:8], 16) if len(path.name) >= 8 and path.name[:8].isalnum() else None,
-                 artefacts=json.dumps([{"name": path.name, "key": key, "plain_bytes": result.plain_bytes,
-                                        "plain_sha256": result.plain_sha256, "sealed_bytes": result.sealed_bytes,
-                                        "sealed_sha256": result.sealed_sha256}]))
+                 artefacts=json.dumps([artefact]))
     db.session.add(row)
     db.session.commit()
     return row
 
 
-def delete_backup(settings, row: Backup) -> None:
-    """Remove a backup's objects from storage, then its catalog row."""
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    for block in file_blocks(path):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def delete_backups(settings, rows: list[Backup]) -> None:
+    """Remove backups' objects from storage, then their catalog rows, in one commit."""
     storage = storage_for(settings)
-    for artefact in row.artefact_list:
-        storage.delete(artefact["key"])
-    if row.kind != "wal":
-        storage.delete(f"{row.name}/manifest.json")
-    db.session.delete(row)
+    for row in rows:
+        for artefact in row.artefact_list:
+            storage.delete(artefact["key"])
+        if row.kind not in ("wal", "incremental"):  # only these have a manifest beside them
+            storage.delete(f"{row.name}/manifest.json")
+        db.session.delete(row)
     db.session.commit()
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from ..extensions import db
 from ..timeutil import as_utc, utcnow
 from .models import RETAINED_KINDS, Backup
-from .operations import delete_backup
+from .operations import delete_backups
 
 log = logging.getLogger("controlplane.backups")
 HOURLY_KEPT = timedelta(hours=48)
@@ -67,7 +67,6 @@ def prune(settings, now: datetime | None = None, dry_run: bool = False) -> list[
     doomed = expired(rows, now or utcnow(), settings.backup_retention_days)
     if dry_run or not doomed:
         return doomed
-    for row in doomed:
-        delete_backup(settings, row)
+    delete_backups(settings, doomed)
     log.info("retention deleted backups", extra={"deleted": [row.name for row in doomed]})
     return doomed

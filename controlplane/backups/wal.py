@@ -11,16 +11,24 @@ are deleted: one object an hour instead of one per segment.
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
+import shutil
 import subprocess
+import tarfile
+import tempfile
 from pathlib import Path
 
 from sqlalchemy import select
 
 from ..extensions import db
+from ..timeutil import utcnow
 from .engines.pg_logical import _environment, libpq
 from .engines.pg_physical import WAL_SLOT as SLOT
+from .models import Backup
+from .operations import archive_wal, delete_backups, fetch_verified, file_blocks, store_sealed
+from .storage import storage_for
 
 log = logging.getLogger("controlplane.backups")
 COMPLETE = re.compile(r"^[0-9A-F]{24}$|^[0-9A-F]{8}\.history$")
@@ -70,9 +78,6 @@ class WalReceiver:
 
 def seal_spool(settings) -> int:
     """Seal every completed segment in the spool (then delete it) and a snapshot of the partial one."""
-    from .models import Backup
-    from .operations import archive_wal, delete_backup
-
     spool = spool_dir(settings)
     if not spool.exists():
         return 0
@@ -85,7 +90,7 @@ def seal_spool(settings) -> int:
             # The snapshot of this segment while it was partial is superseded.
             stale = db.session.execute(select(Backup).where(Backup.name == f"wal-{path.name}.partial")).scalar_one_or_none()
             if stale is not None:
-                delete_backup(settings, stale)
+                delete_backups(settings, [stale])
     for path in sorted(spool.iterdir()):
         if PARTIAL.match(path.name):
             try:
@@ -98,17 +103,6 @@ def seal_spool(settings) -> int:
 
 def bundle_finished_hours(settings, now=None):
     """Bundle the completed segments sealed before the current hour; returns the bundle or None."""
-    import json
-    import shutil
-    import tarfile
-    import tempfile
-
-    from ..timeutil import utcnow
-    from .models import Backup
-    from .operations import delete_backup, fetch_verified, keyring
-    from .sealing import seal
-    from .storage import storage_for
-
     cutoff = (now or utcnow()).replace(minute=0, second=0, microsecond=0)
     rows = [row for row in db.session.execute(
         select(Backup).where(Backup.kind == "wal", Backup.engine == "pg_physical", Backup.status == "succeeded",
@@ -127,23 +121,18 @@ def bundle_finished_hours(settings, now=None):
                     path.unlink()
         storage = storage_for(settings)
         name = f"wal-{segments[0]}-{segments[-1]}"
-        key = f"wal-bundles/{name}.sealed"
         started = utcnow()
-        with open(bundle_tar, "rb") as handle:
-            sealed, result = seal(iter(lambda: handle.read(1 << 20), b""), keyring(settings), "zstd")
-            storage.put(key, sealed)
+        artefact, result = store_sealed(settings, storage, f"wal-bundles/{name}.sealed", "wal.tar",
+                                        file_blocks(bundle_tar), "zstd", segments=segments)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     bundle = Backup(name=name, kind="incremental", engine="pg_physical", status="succeeded", started_at=started,
                     finished_at=max(row.finished_at for row in rows), storage=storage.name,
                     location=storage.describe(), compression="zstd", key_id=result.key_id, parent_id=rows[0].parent_id,
                     timeline=rows[0].timeline, size_bytes=result.sealed_bytes, plain_bytes=result.plain_bytes,
-                    artefacts=json.dumps([{"name": "wal.tar", "key": key, "segments": segments,
-                                           "plain_bytes": result.plain_bytes, "plain_sha256": result.plain_sha256,
-                                           "sealed_bytes": result.sealed_bytes, "sealed_sha256": result.sealed_sha256}]))
+                    artefacts=json.dumps([artefact]))
     db.session.add(bundle)
     db.session.commit()
-    for row in rows:  # only once the bundle is stored and catalogued
-        delete_backup(settings, row)
+    delete_backups(settings, rows)  # only once the bundle is stored and catalogued
     log.info("WAL bundled", extra={"bundle": name, "segments": len(segments)})
     return bundle
