@@ -369,9 +369,10 @@ def test_the_email_channel_falls_back_to_smtp_when_postal_is_not_usable(make_app
     try:
         app = make_app(ALERT_EMAIL_TO="oncall@example.com", SMTP_HOST=smtp.host)
         with app.app_context():
-            db.session.add(CheckResult(check_name="postal", status="unhealthy", duration_ms=1, checked_at=NOW,
-                                       instance="x"))
+            db.session.add(CheckResult(check_name="postal", status="unhealthy", duration_ms=1,
+                                       checked_at=datetime.now(timezone.utc), instance="x"))
             db.session.commit()
+        app.extensions["controlplane.health"].cache.refresh()
         queue(app)
         run(app, pd)
         (mail,) = smtp.messages

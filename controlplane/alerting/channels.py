@@ -74,17 +74,14 @@ class EmailChannel:
 
     @staticmethod
     def _postal_usable(settings) -> bool:
+        """Postal is configured and its check (as /health sees it) is not unhealthy."""
         from flask import current_app
-        from sqlalchemy import select
-
-        from ..extensions import db
-        from ..health.models import CheckResult
 
         if current_app.extensions.get("controlplane.postal") is None:
             return False
-        newest = db.session.execute(select(CheckResult.status).where(CheckResult.check_name == "postal")
-                                    .order_by(CheckResult.checked_at.desc()).limit(1)).scalar_one_or_none()
-        return newest != "unhealthy"
+        health = current_app.extensions["controlplane.health"]
+        view = health.cache.get().current(health.specs)
+        return not any(spec.kind == "postal" and view[spec.name].status == "unhealthy" for spec in health.specs)
 
     @staticmethod
     def _through_gateway(settings, subject: str, text: str) -> Outcome:

@@ -72,6 +72,15 @@ def _change_event(settings, row: Deployment, now) -> None:
                                      repeats_left=0, next_attempt_at=now, created_at=now))
 
 
+def last_finished(kind: str) -> Deployment | None:
+    """The newest deployment of `kind` that succeeded or failed."""
+    from sqlalchemy import select
+
+    return db.session.execute(
+        select(Deployment).where(Deployment.kind == kind, Deployment.status.in_(("succeeded", "failed")))
+        .order_by(Deployment.finished_at.desc()).limit(1)).scalar_one_or_none()
+
+
 def describe(row: Deployment) -> dict:
     return {"id": row.id, "kind": row.kind, "status": row.status, "version": row.version, "commit": row.commit,
             "started_at": row.started_at.isoformat() if row.started_at else None,

@@ -144,10 +144,11 @@ class DbConnectionsRatio(Indicator):
     name = "db_connections_ratio"
 
     def measure(self, params, ctx):
+        from ..health.kinds.database import server_connections
+
         if db.engine.dialect.name != "postgresql":
             return None
-        used, limit = db.session.execute(text(
-            "SELECT count(*), current_setting('max_connections')::int FROM pg_stat_activity")).one()
+        used, limit = server_connections(db.session)
         return used / limit if limit else None
 
 
@@ -197,11 +198,9 @@ class DeploymentFailed(Indicator):
     params = {"kind": (str, "deploy")}
 
     def measure(self, params, ctx):
-        from .models import Deployment
+        from .deployments import last_finished
 
-        newest = db.session.execute(
-            select(Deployment).where(Deployment.kind == params["kind"], Deployment.status.in_(("succeeded", "failed")))
-            .order_by(Deployment.finished_at.desc()).limit(1)).scalar_one_or_none()
+        newest = last_finished(params["kind"])
         return None if newest is None else (1.0 if newest.status == "failed" else 0.0)
 
 
@@ -238,13 +237,10 @@ class LiveWorkers(Indicator):
     leaders_only = False
 
     def measure(self, params, ctx):
-        from ..jobs.models import WorkerHeartbeat
+        from ..jobs.records import live_worker_counts
 
-        query = select(func.count()).select_from(WorkerHeartbeat).where(
-            WorkerHeartbeat.last_seen_at > ctx.now - timedelta(seconds=ctx.settings.worker_stale_seconds))
-        if self.leaders_only:
-            query = query.where(WorkerHeartbeat.is_leader.is_(True))
-        return float(db.session.execute(query).scalar_one())
+        live, leading = live_worker_counts(ctx.settings.worker_stale_seconds, ctx.now)
+        return float(leading if self.leaders_only else live)
 
 
 class LiveLeaders(LiveWorkers):

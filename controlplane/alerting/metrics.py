@@ -3,21 +3,20 @@ from __future__ import annotations
 
 
 def alerting_families():
-    from datetime import timedelta
-
+    from flask import current_app
     from prometheus_client.core import GaugeMetricFamily
-    from sqlalchemy import func, select, text
+    from sqlalchemy import select
 
     from ..extensions import db
-    from ..jobs.models import WorkerHeartbeat
-    from ..timeutil import utcnow
-    from .models import AlertState, Deployment
+    from ..health.kinds.database import server_connections
+    from ..jobs.records import live_worker_counts
+    from .deployments import last_finished
+    from .models import AlertState
 
     connections = GaugeMetricFamily("controlplane_db_connections", "Connections open on the PostgreSQL server.")
     limit = GaugeMetricFamily("controlplane_db_max_connections", "The PostgreSQL server's max_connections.")
     if db.engine.dialect.name == "postgresql":
-        used, maximum = db.session.execute(text(
-            "SELECT count(*), current_setting('max_connections')::int FROM pg_stat_activity")).one()
+        used, maximum = server_connections(db.session)
         connections.add_metric([], used)
         limit.add_metric([], maximum)
     yield connections
@@ -26,23 +25,18 @@ def alerting_families():
     failed = GaugeMetricFamily("controlplane_deployment_last_failed",
                                "1 if the newest finished deployment of this kind failed.", labels=["kind"])
     for kind in ("deploy", "migration"):
-        status = db.session.execute(
-            select(Deployment.status).where(Deployment.kind == kind, Deployment.status.in_(("succeeded", "failed")))
-            .order_by(Deployment.finished_at.desc()).limit(1)).scalar_one_or_none()
-        failed.add_metric([kind], 1.0 if status == "failed" else 0.0)
+        newest = last_finished(kind)
+        failed.add_metric([kind], 1.0 if newest is not None and newest.status == "failed" else 0.0)
     yield failed
 
-    from flask import current_app
-
-    stale = current_app.extensions["controlplane.settings"].worker_stale_seconds
-    fresh = WorkerHeartbeat.last_seen_at > utcnow() - timedelta(seconds=stale)
-    live = GaugeMetricFamily("controlplane_workers_live", "Workers with a fresh heartbeat.")
-    live.add_metric([], db.session.execute(select(func.count()).select_from(WorkerHeartbeat).where(fresh)).scalar_one())
-    yield live
-    leading = GaugeMetricFamily("controlplane_workers_leading", "Workers with a fresh heartbeat holding the leader lock.")
-    leading.add_metric([], db.session.execute(select(func.count()).select_from(WorkerHeartbeat)
-                                              .where(fresh, WorkerHeartbeat.is_leader.is_(True))).scalar_one())
-    yield leading
+    live, leading = live_worker_counts(current_app.extensions["controlplane.settings"].worker_stale_seconds)
+    live_family = GaugeMetricFamily("controlplane_workers_live", "Workers with a fresh heartbeat.")
+    live_family.add_metric([], live)
+    yield live_family
+    leading_family = GaugeMetricFamily("controlplane_workers_leading",
+                                       "Workers with a fresh heartbeat holding the leader lock.")
+    leading_family.add_metric([], leading)
+    yield leading_family
 
     firing = GaugeMetricFamily("controlplane_alerts_firing", "1 for each alert rule that is firing.",
                                labels=["rule"])

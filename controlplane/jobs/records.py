@@ -89,3 +89,15 @@ def prune_job_runs(retention_days: int) -> int:
     deleted = db.session.execute(delete(JobRun).where(JobRun.started_at < cutoff)).rowcount
     db.session.commit()
     return deleted
+
+
+def live_worker_counts(stale_seconds: float, now: datetime | None = None) -> tuple[int, int]:
+    """(workers with a fresh heartbeat, of which holding the leader lock)."""
+    from sqlalchemy import func
+
+    from .models import WorkerHeartbeat
+
+    fresh = WorkerHeartbeat.last_seen_at > (now or utcnow()) - timedelta(seconds=stale_seconds)
+    live, leading = db.session.execute(
+        select(func.count(), func.count().filter(WorkerHeartbeat.is_leader.is_(True))).where(fresh)).one()
+    return int(live), int(leading)

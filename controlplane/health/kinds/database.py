@@ -14,6 +14,12 @@ def pool_utilisation(pool) -> float | None:
     return pool.checkedout() / capacity if capacity else None
 
 
+def server_connections(conn) -> tuple[int, int]:
+    """(connections open, max_connections) on a PostgreSQL server."""
+    in_use = conn.execute(text("SELECT count(*) FROM pg_stat_activity")).scalar_one()
+    return in_use, int(conn.execute(text("SHOW max_connections")).scalar_one())
+
+
 class DatabaseCheck(CheckKind):
     name = "database"
     metrics = {
@@ -37,8 +43,7 @@ class DatabaseCheck(CheckKind):
                 values["latency_ms"] = round((perf_counter() - started) * 1000, 2)
                 message = f"round trip {values['latency_ms']} ms"
                 if engine.dialect.name == "postgresql":
-                    in_use = conn.execute(text("SELECT count(*) FROM pg_stat_activity")).scalar_one()
-                    limit = int(conn.execute(text("SHOW max_connections")).scalar_one())
+                    in_use, limit = server_connections(conn)
                     values["connections_ratio"] = round(in_use / limit, 4)
                     message += f"; {in_use} of {limit} connections in use"
         except Exception as exc:
