@@ -14,6 +14,7 @@ import logging
 import smtplib
 from email.message import EmailMessage
 
+from ..timeutil import isoformat
 from .pagerduty import Outcome
 
 log = logging.getLogger("controlplane.alerting")
@@ -29,7 +30,7 @@ def _document(row) -> dict:
     payload = json.loads(row.payload or "{}")
     return {"type": f"alert.{row.action}", "rule": row.rule, "dedup_key": row.dedup_key,
             "summary": payload.get("summary") or f"{row.rule} {row.action}", "payload": payload,
-            "created_at": row.created_at.isoformat()}
+            "created_at": isoformat(row.created_at)}
 
 
 class WebhookChannel:

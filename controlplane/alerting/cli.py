@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..clikit import with_app
+from ..timeutil import isoformat
 
 
 @click.group()
@@ -45,8 +46,8 @@ def alerts_list(app, as_json):
         state = states.get(rule.name)
         rows.append({"rule": rule.name, "severity": rule.severity, "state": state.state if state else "inactive",
                      "value": state.last_value if state else None,
-                     "since": (state.fired_at or state.active_since).isoformat()
-                     if state and state.state != "inactive" and (state.fired_at or state.active_since) else None})
+                     "since": isoformat(state.fired_at or state.active_since)
+                     if state and state.state != "inactive" else None})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

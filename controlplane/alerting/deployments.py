@@ -6,7 +6,7 @@ import json
 import logging
 
 from ..extensions import db
-from ..timeutil import utcnow
+from ..timeutil import isoformat, utcnow
 from .models import AlertNotification, Deployment
 
 log = logging.getLogger("controlplane.alerting")
@@ -65,7 +65,7 @@ def _change_event(settings, row: Deployment, now) -> None:
     payload = {"summary": f"{what} {row.version or row.commit or 'a new version'}"[:1024],
                "source": settings.otel_service_name, "timestamp": now.isoformat(),
                "custom_details": {"kind": row.kind, "version": row.version, "commit": row.commit,
-                                  "started_at": row.started_at.isoformat(), "detail": row.detail}}
+                                  "started_at": isoformat(row.started_at), "detail": row.detail}}
     db.session.add(AlertNotification(channel="pagerduty", rule=f"{row.kind}-change", action="change",
                                      dedup_key=f"mailgoat-cp/{row.kind}/{row.id}", route=route,
                                      payload=json.dumps(payload, default=str), state="pending", attempts=0,
@@ -83,8 +83,7 @@ def last_finished(kind: str) -> Deployment | None:
 
 def describe(row: Deployment) -> dict:
     return {"id": row.id, "kind": row.kind, "status": row.status, "version": row.version, "commit": row.commit,
-            "started_at": row.started_at.isoformat() if row.started_at else None,
-            "finished_at": row.finished_at.isoformat() if row.finished_at else None, "detail": row.detail}
+            "started_at": isoformat(row.started_at), "finished_at": isoformat(row.finished_at), "detail": row.detail}
 
 
 def record_migration(settings, status: str, revision: str, detail: str | None = None) -> None:

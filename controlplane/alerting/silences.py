@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from ..extensions import db
-from ..timeutil import as_utc, utcnow
+from ..timeutil import as_utc, isoformat, utcnow
 from .models import Silence
 
 MAX_DURATION = timedelta(days=30)
@@ -75,5 +75,5 @@ def silencing(rule, now: datetime, silences: list[Silence] | None = None):
 
 def describe(row: Silence) -> dict:
     return {"id": row.id, "kind": row.kind, "matchers": json.loads(row.matchers),
-            "starts_at": as_utc(row.starts_at).isoformat(), "ends_at": as_utc(row.ends_at).isoformat(),
+            "starts_at": isoformat(row.starts_at), "ends_at": isoformat(row.ends_at),
             "author": row.author, "comment": row.comment, "active": as_utc(row.starts_at) <= utcnow() < as_utc(row.ends_at)}

@@ -5,6 +5,7 @@ from flask import Blueprint, current_app
 from sqlalchemy import select
 
 from ..extensions import db
+from ..timeutil import isoformat
 from ..gateway.auth import requires
 from ..gateway.envelope import GatewayError, failure, start_timer, success
 from ..gateway.params import request_params
@@ -112,7 +113,7 @@ def list_alerts():
         out.append({"rule": rule.name, "severity": rule.severity, "indicator": rule.indicator,
                     "threshold": rule.threshold, "op": rule.op, "state": state.state if state else "inactive",
                     "value": state.last_value if state else None,
-                    "fired_at": state.fired_at.isoformat() if state and state.fired_at else None,
+                    "fired_at": isoformat(state.fired_at) if state else None,
                     "summary": rule.render("summary", state.last_value if state else None)})
     return success(out)
 
@@ -123,5 +124,5 @@ def alert_history():
     from .models import AlertEvent
 
     rows = db.session.execute(select(AlertEvent).order_by(AlertEvent.id.desc()).limit(200)).scalars()
-    return success([{"rule": e.rule, "transition": e.transition, "value": e.value, "at": e.at.isoformat(),
+    return success([{"rule": e.rule, "transition": e.transition, "value": e.value, "at": isoformat(e.at),
                      "detail": e.detail} for e in rows])

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..clikit import with_app
-from ..timeutil import as_utc
+from ..timeutil import isoformat
 from .progress import human_bytes
 
 
@@ -34,19 +34,15 @@ def _settings(app):
     return app.extensions["controlplane.settings"]
 
 
-def _when(value) -> str | None:
-    return as_utc(value).isoformat() if value else None
-
-
 def _describe(row) -> dict:
     return {
         "id": row.id, "name": row.name, "kind": row.kind, "engine": row.engine, "status": row.status,
-        "started_at": _when(row.started_at), "finished_at": _when(row.finished_at),
+        "started_at": isoformat(row.started_at), "finished_at": isoformat(row.finished_at),
         "size_bytes": row.size_bytes, "plain_bytes": row.plain_bytes, "storage": row.storage,
         "location": row.location, "key_id": row.key_id, "compression": row.compression,
         "server_version": row.server_version, "lsn": row.lsn_end, "timeline": row.timeline,
         "parent_id": row.parent_id, "pinned": row.pinned, "error": row.error,
-        "verified_at": _when(row.verified_at),
+        "verified_at": isoformat(row.verified_at),
         "verify_ok": row.verify_ok, "verify_error": row.verify_error,
         "artefacts": row.artefact_list, "tables": row.tables,
     }

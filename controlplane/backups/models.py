@@ -8,6 +8,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..dbtypes import UTCDateTime
 from ..extensions import db
+from ..timeutil import isoformat
 
 KINDS = ("full", "incremental", "wal", "pre-migration", "manual")
 # Kinds that retention never deletes on its own (pinned backups are exempt too, until unpinned).
@@ -62,8 +63,7 @@ class Backup(db.Model):
         """What is stored beside the artefacts, so a backup can be understood without the catalog."""
         return {
             "format": 1, "name": self.name, "kind": self.kind, "engine": self.engine,
-            "started_at": self.started_at.isoformat() if self.started_at else None,
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "started_at": isoformat(self.started_at), "finished_at": isoformat(self.finished_at),
             "server_version": self.server_version, "server_version_num": self.server_version_num,
             "key_id": self.key_id, "compression": self.compression, "lsn_start": self.lsn_start,
             "lsn_end": self.lsn_end, "timeline": self.timeline, "artefacts": self.artefact_list,

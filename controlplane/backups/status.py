@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from ..extensions import db
-from ..timeutil import as_utc, utcnow
+from ..timeutil import as_utc, isoformat, utcnow
 from .engines import EngineError, engine_for
 from .models import KINDS, Backup, RestoreDrill
 
@@ -44,7 +44,7 @@ def backup_status(settings, now: datetime | None = None) -> dict:
     def summary(row: Backup | None) -> dict | None:
         if row is None:
             return None
-        return {"name": row.name, "finished_at": as_utc(row.finished_at).isoformat(),
+        return {"name": row.name, "finished_at": isoformat(row.finished_at),
                 "age_seconds": round((now - as_utc(row.finished_at)).total_seconds()), "size_bytes": row.size_bytes}
 
     if settings.backup_engine == "pg_physical":
@@ -62,14 +62,14 @@ def backup_status(settings, now: datetime | None = None) -> dict:
         "last_full": summary(full),
         "last_incremental": summary(incremental),
         "last_wal": summary(latest("wal")),
-        "last_failure": ({"name": failed.name, "finished_at": as_utc(failed.finished_at).isoformat(),
+        "last_failure": ({"name": failed.name, "finished_at": isoformat(failed.finished_at),
                           "error": failed.error} if failed else None),
         # What a loss now would cost: the age of the newest backup or sealed WAL.
         "current_rpo_seconds": round((now - as_utc(newest.finished_at)).total_seconds()) if newest else None,
         "target_rpo_seconds": (round(settings.backup_wal_seal_seconds) if settings.backup_engine == "pg_physical"
                                else 3600 if settings.backup_hourly else 86400),
         "expected_rto_seconds": round(drill.rto_seconds, 1) if drill and drill.rto_seconds else None,
-        "last_drill": ({"finished_at": as_utc(drill.finished_at).isoformat(), "ok": drill.ok, "detail": drill.detail}
+        "last_drill": ({"finished_at": isoformat(drill.finished_at), "ok": drill.ok, "detail": drill.detail}
                        if drill else None),
     }
 

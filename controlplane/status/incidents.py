@@ -12,7 +12,7 @@ import json
 from sqlalchemy import select
 
 from ..extensions import db
-from ..timeutil import as_utc, utcnow
+from ..timeutil import isoformat, utcnow
 from .models import IMPACTS, INCIDENT_STATUSES, Incident, IncidentUpdate
 
 COMPONENT_STATUSES = ("operational", "degraded_performance", "partial_outage", "major_outage", "under_maintenance")
@@ -128,21 +128,17 @@ def _updates(incident_id: int) -> list[IncidentUpdate]:
                                    .order_by(IncidentUpdate.id.desc())).scalars())
 
 
-def _iso(value) -> str | None:
-    return as_utc(value).isoformat() if value else None
-
-
 def describe(incident: Incident, page_id: str) -> dict:
     """An incident as Statuspage shows it: updates newest first."""
     return {
         "id": str(incident.id), "name": incident.name, "status": incident.status, "impact": incident.impact,
-        "created_at": _iso(incident.created_at), "updated_at": _iso(incident.updated_at),
-        "monitoring_at": None, "resolved_at": _iso(incident.resolved_at),
+        "created_at": isoformat(incident.created_at), "updated_at": isoformat(incident.updated_at),
+        "monitoring_at": None, "resolved_at": isoformat(incident.resolved_at),
         "shortlink": None, "page_id": page_id, "postmortem_body": incident.postmortem,
         "automatic": incident.automatic, "alert_rule": incident.alert_rule,
         "incident_updates": [{"id": str(u.id), "status": u.status, "body": u.body, "incident_id": str(incident.id),
-                              "created_at": _iso(u.created_at), "updated_at": _iso(u.created_at),
-                              "display_at": _iso(u.created_at),
+                              "created_at": isoformat(u.created_at), "updated_at": isoformat(u.created_at),
+                              "display_at": isoformat(u.created_at),
                               "affected_components": json.loads(u.affected_components)}
                              for u in _updates(incident.id)],
     }

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from ..extensions import db
-from ..timeutil import as_utc, utcnow
+from ..timeutil import as_utc, isoformat, utcnow
 from .incidents import IncidentError
 from .models import Maintenance
 
@@ -80,8 +80,7 @@ def describe(row: Maintenance, config, page_id: str, now: datetime) -> dict:
     names = {c.id: c.name for c in config.components}
     status = maintenance_status(row, now)
     return {"id": str(row.id), "name": row.name, "status": status, "impact": "maintenance",
-            "scheduled_for": as_utc(row.scheduled_for).isoformat(),
-            "scheduled_until": as_utc(row.scheduled_until).isoformat(),
-            "created_at": as_utc(row.created_at).isoformat(), "updated_at": as_utc(row.created_at).isoformat(),
+            "scheduled_for": isoformat(row.scheduled_for), "scheduled_until": isoformat(row.scheduled_until),
+            "created_at": isoformat(row.created_at), "updated_at": isoformat(row.created_at),
             "page_id": page_id, "body": row.body,
             "components": [{"id": c, "name": names.get(c, c)} for c in json.loads(row.components)]}
