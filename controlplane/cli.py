@@ -9,6 +9,8 @@ import sys
 
 import click
 
+from .alerting.cli import alerts
+from .backups.cli import backup
 from .clikit import ConfigErrorExit, build_app, with_app
 from .health.config import ChecksConfigError
 from .settings import Settings, SettingsError
@@ -18,6 +20,11 @@ from .settings import Settings, SettingsError
 @click.version_option(package_name="mailgoat-controlplane", prog_name="controlplane")
 def main():
     """MailGoat control plane: API gateway, health, alerting, backups and status page."""
+
+
+# Domains own their command groups.
+main.add_command(alerts)
+main.add_command(backup)
 
 
 # ---------------------------------------------------------------- processes
@@ -55,10 +62,9 @@ def db():
 @with_app
 def upgrade(app, revision, skip_backup):
     """Apply migrations up to REVISION, after a pre-migration backup on PostgreSQL."""
+    from .alerting.deployments import record_migration
     from .backups.premigration import backup_before_migrating
     from .schema import upgrade_database
-
-    from .alerting.deployments import record_migration
 
     settings = app.extensions["controlplane.settings"]
     taken = backup_before_migrating(settings, revision, skip=skip_backup)
@@ -318,10 +324,3 @@ def show_config():
 
 if __name__ == "__main__":
     main()
-
-
-from .alerting.cli import alerts  # noqa: E402  (domains own their command groups)
-from .backups.cli import backup  # noqa: E402
-
-main.add_command(alerts)
-main.add_command(backup)

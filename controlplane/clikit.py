@@ -6,10 +6,9 @@ import functools
 
 import click
 
+from .alerting.rules import RulesError
 from .health.config import ChecksConfigError
 from .settings import SettingsError
-
-from .alerting.rules import RulesError  # noqa: E402
 
 CONFIG_ERRORS = (SettingsError, ChecksConfigError, RulesError)
 

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 
 from ..extensions import db
+from .channels import CHANNELS
 from .models import AlertNotification
 from .pagerduty import EVENTS_PER_MINUTE, dedup_key, trigger_payload
 
@@ -31,7 +32,6 @@ def route_for(rule, settings) -> str | None:
 def enqueue(transition, settings) -> list[AlertNotification]:
     """Outbox rows for a firing or resolved transition, one per configured channel (none: an
     explicit no-op; the state and history still record the alert)."""
-    from .channels import CHANNELS
     from .silences import silencing
 
     if transition.name not in ("firing", "resolved"):
@@ -71,8 +71,6 @@ def send_due(settings, sender, now: datetime, limit: int = 50) -> int:
     sent_recently = dict(db.session.execute(
         select(AlertNotification.route, func.count()).where(AlertNotification.sent_at > now - timedelta(minutes=1))
         .group_by(AlertNotification.route)).all())
-    from .channels import CHANNELS
-
     attempted = 0
     for row in rows:
         if row.channel != "pagerduty":

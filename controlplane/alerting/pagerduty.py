@@ -26,6 +26,8 @@ class _Answered(Exception):
 
 
 def _bounded_transport(inner):
+    # httpx2 and pagerduty are imported only when a page goes out: they cost ~60 ms at start-up,
+    # which every web process would pay for nothing.
     import httpx2
 
     class Bounded(httpx2.BaseTransport):
