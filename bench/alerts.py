@@ -18,16 +18,14 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
+from sqlalchemy import text
+
+from bench.pg import fresh_database
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_URL = os.environ.get("CONTROLPLANE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PROCESSES, ROUTES, FLUSH_SECONDS, HOURS = 6, 10, 5, 6
 
 
@@ -79,13 +77,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--evaluations", type=int, default=30)
     args = parser.parse_args()
-    admin = create_engine(ADMIN_URL, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    name = f"cp_bench_alerts_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    database_url, drop = fresh_database("cp_bench_alerts")
     try:
         os.environ.update({"APP_ENV": "development", "DATA_DIR": tempfile.mkdtemp(), "LOG_LEVEL": "ERROR",
-                           "DATABASE_URL": make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)})
+                           "DATABASE_URL": database_url})
         sys.path.insert(0, str(ROOT))
         from controlplane import create_app
         from controlplane.alerting.engine import evaluate
@@ -116,8 +111,7 @@ def main() -> int:
               f"1M / 10k = {results[1_000_000] / results[10_000]:.2f} (no growth: about 1)")
         return 0
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop()
 
 
 if __name__ == "__main__":

@@ -29,11 +29,11 @@ import uuid
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+
+from bench.pg import create_database, drop_database, url_for
 from sqlalchemy.pool import NullPool
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_URL = os.environ.get("CONTROLPLANE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # Runs `controlplane backup run` and reports the process's own peak RSS on its last line.
 MEASURED = """
 import resource, sys
@@ -43,24 +43,6 @@ try:
 finally:
     print("peak_rss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
 """
-
-
-def admin():
-    return create_engine(ADMIN_URL, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-
-
-def url_for(name: str) -> str:
-    return make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-
-
-def create_database(name: str) -> None:
-    with admin().connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-
-def drop_database(name: str) -> None:
-    with admin().connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def generate(name: str, megabytes: int, env: dict) -> int:

@@ -17,16 +17,13 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import yaml
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
+
+from bench.pg import fresh_database
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_URL = os.environ.get("CONTROLPLANE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def main() -> int:
@@ -34,10 +31,7 @@ def main() -> int:
     parser.add_argument("--for-seconds", type=int, default=30)
     parser.add_argument("--interval", type=float, default=5.0)
     args = parser.parse_args()
-    admin = create_engine(ADMIN_URL, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    name = f"cp_bench_detect_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    database_url, drop = fresh_database("cp_bench_detect")
     work = Path(tempfile.mkdtemp())
     rules = work / "rules.yaml"
     rules.write_text(yaml.safe_dump({"rules": [{
@@ -45,7 +39,7 @@ def main() -> int:
         "op": ">", "threshold": 0.01, "for": f"{args.for_seconds}s", "labels": {"severity": "critical"},
         "annotations": {"summary": "5xx ratio {value:.1%}"}}]}))
     os.environ.update({"APP_ENV": "development", "DATA_DIR": str(work), "LOG_LEVEL": "ERROR",
-                       "DATABASE_URL": make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False),
+                       "DATABASE_URL": database_url,
                        "ALERT_RULES_FILE": str(rules), "ALERT_EVALUATION_SECONDS": str(args.interval),
                        "REQUEST_STATS_FLUSH_SECONDS": "1", "PAGERDUTY_ROUTING_KEY": "a" * 32, "LEADER_POLL_SECONDS": "1",
                        "POSTAL_TRANSPORT": "http", "POSTAL_API_URL": "http://127.0.0.1:9", "POSTAL_API_KEY": "k" * 24,
@@ -116,8 +110,7 @@ def main() -> int:
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop()
 
 
 if __name__ == "__main__":

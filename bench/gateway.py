@@ -24,16 +24,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from bench.http_ratio import alternate, gunicorn
+from bench.pg import fresh_database
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_URL = os.environ.get("CONTROLPLANE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 LUA = """
 local counter = 0
@@ -49,19 +48,6 @@ request = function()
   return wrk.format("POST", "%(path)s", {["Content-Type"] = "application/json", ["X-Server-API-Key"] = "%(key)s"}, body)
 end
 """
-
-
-def fresh_database() -> tuple[str, callable]:
-    admin = create_engine(ADMIN_URL, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    name = f"cp_bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop():
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-    return ADMIN_URL.rsplit("/", 1)[0] + "/" + name, drop
 
 
 def environment(database_url: str, data_dir: str) -> dict:
