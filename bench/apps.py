@@ -1,6 +1,7 @@
 """WSGI apps the benchmarks serve with the project's gunicorn config.
 
-Served as `bench.apps:make_bare()`, `bench.apps:make_service()` and `bench.apps:make_service(False)`.
+Served as `bench.apps:make_bare()`, `bench.apps:make_service()`, `bench.apps:make_service(False)` and
+`bench.apps:make_document()` (the summary.json baseline, see bench/status.py).
 
 `bare`: a bare Flask app returning a constant JSON body (the baseline).
 `service`: the real app (create_app) with a constant-body route added, metrics and tracing on,
@@ -92,4 +93,16 @@ def make_insert_baseline() -> Flask:
         return jsonify({"message_id": message.message_id, "id": recipient.id})
 
     app.add_url_rule("/baseline/health", "health", _constant)
+    return app
+
+
+def make_document() -> Flask:
+    """A bare Flask app answering the bytes in BENCH_DOCUMENT as JSON at any path (the
+    summary.json baseline: same payload, none of the work)."""
+    from flask import Response
+
+    body = open(os.environ["BENCH_DOCUMENT"], "rb").read()
+    app = Flask("document")
+    app.add_url_rule("/health", "health", _constant)
+    app.add_url_rule("/<path:_path>", "document", lambda _path: Response(body, mimetype="application/json"))
     return app

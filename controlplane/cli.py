@@ -14,6 +14,7 @@ from .backups.cli import backup
 from .clikit import ConfigErrorExit, build_app, with_app
 from .health.config import ChecksConfigError
 from .settings import Settings, SettingsError
+from .status.cli import status
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,6 +26,7 @@ def main():
 # Domains own their command groups.
 main.add_command(alerts)
 main.add_command(backup)
+main.add_command(status)
 
 
 # ---------------------------------------------------------------- processes

@@ -213,6 +213,13 @@ class Settings:
     status_page_id: str = "mailgoat"
     status_page_name: str = "MailGoat"
     status_page_url: str | None = None
+    status_page_logo_url: str | None = None
+    status_page_links: tuple = ()  # (label, url) pairs shown in the page header
+    status_page_refresh_seconds: int = 60
+    status_cache_seconds: float = 2.0
+    status_email_from: str = "status@mailgoat.local"
+    # Where `status-publish` pushes the static copy: a prefix in the backup storage backend.
+    status_export_prefix: str | None = None
 
     # Which secrets were generated because none was configured (development only).
     generated_secrets: tuple[str, ...] = field(default=())
@@ -285,6 +292,12 @@ class Settings:
             status_page_id=env.str("STATUS_PAGE_ID") or "mailgoat",
             status_page_name=env.str("STATUS_PAGE_NAME") or "MailGoat",
             status_page_url=_optional_url(env, "STATUS_PAGE_URL"),
+            status_page_logo_url=_optional_url(env, "STATUS_PAGE_LOGO_URL"),
+            status_page_links=_page_links(env),
+            status_page_refresh_seconds=env.int("STATUS_PAGE_REFRESH_SECONDS", 60, minimum=0),
+            status_cache_seconds=env.float("STATUS_CACHE_SECONDS", 2.0, minimum=0),
+            status_email_from=env.str("STATUS_EMAIL_FROM") or "status@mailgoat.local",
+            status_export_prefix=(env.str("STATUS_EXPORT_PREFIX") or "").strip("/") or None,
             alert_evaluation_seconds=env.float("ALERT_EVALUATION_SECONDS", 15.0, minimum=1.0),
             backup_wal_seal_seconds=env.float("BACKUP_WAL_SEAL_SECONDS", 60.0, minimum=1.0),
             backup_drill_weekday=env.choice("BACKUP_DRILL_WEEKDAY", ("mon", "tue", "wed", "thu", "fri", "sat", "sun"), "sun"),
@@ -414,6 +427,19 @@ def _backup_keys(env: Env, app_env: str, data_dir: Path, generated: list[str]) -
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
     return current, previous
+
+
+def _page_links(env: Env) -> tuple:
+    """STATUS_PAGE_LINKS="Docs=https://docs.example, Support=https://help.example\"."""
+    links = []
+    for item in (env.str("STATUS_PAGE_LINKS") or "").split(","):
+        if not item.strip():
+            continue
+        label, _, url = item.partition("=")
+        if not label.strip() or not url.strip().startswith(("http://", "https://")):
+            raise SettingsError(f"STATUS_PAGE_LINKS: each link is Label=https://..., got {item.strip()!r}")
+        links.append((label.strip(), url.strip()))
+    return tuple(links)
 
 
 def _pagerduty_routes(env: Env) -> dict:

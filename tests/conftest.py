@@ -126,6 +126,7 @@ def base_env(tmp_path, database_url) -> dict[str, str]:
         "OTEL_EXPORTER_OTLP_ENDPOINT": "",
         "LOG_LEVEL": "INFO",
         "HEALTH_CACHE_SECONDS": "0",
+        "STATUS_CACHE_SECONDS": "0",
         "INSTANCE_ID": "test-instance",
     }
 
@@ -240,3 +241,43 @@ def serve_traffic(app, ok: int, failing: int) -> None:
     for _ in range(failing):
         answer = client.post("/api/v1/messages/deliveries", json={"id": sent["message_id"]}, headers=headers)
         assert answer.status_code == 503
+
+
+S3_BUCKET = "mailgoat-backups"
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch):
+    """A real local S3-compatible server (moto's server mode) with an empty S3_BUCKET."""
+    from moto.server import ThreadedMotoServer
+
+    from controlplane.backups.storage.s3 import S3Storage
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    S3Storage(S3_BUCKET, endpoint_url=endpoint).client.create_bucket(Bucket=S3_BUCKET)
+    yield endpoint
+    import httpx
+
+    httpx.post(f"{endpoint}/moto-api/reset")  # moto keeps buckets per process, not per server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_endpoint) -> dict[str, str]:
+    """App settings for backups (and the status copy) in that bucket."""
+    return {"BACKUP_STORAGE": "s3", "BACKUP_S3_BUCKET": S3_BUCKET, "BACKUP_S3_ENDPOINT": s3_endpoint}
+
+
+@pytest.fixture
+def receiver():
+    """A subscriber's webhook endpoint (tests/doubles/receiver.py), stopped after the test."""
+    from tests.doubles.receiver import Receiver
+
+    hook = Receiver()
+    yield hook
+    hook.stop()

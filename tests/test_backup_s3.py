@@ -9,25 +9,7 @@ import pytest
 from controlplane.backups.operations import BackupError, restore_backup, take_backup, verify_backup
 from controlplane.backups.storage import StorageError
 from controlplane.backups.storage.s3 import PART_SIZE, S3Storage
-from tests.conftest import free_port
-
-BUCKET = "mailgoat-backups"
-
-
-@pytest.fixture
-def s3_endpoint(monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    S3Storage(BUCKET, endpoint_url=endpoint).client.create_bucket(Bucket=BUCKET)
-    yield endpoint
-    server.stop()
-
+from tests.conftest import S3_BUCKET as BUCKET
 
 def test_large_objects_go_up_in_parts_and_come_back_identical(s3_endpoint):
     storage = S3Storage(BUCKET, "ci/prefix", endpoint_url=s3_endpoint)

@@ -9,7 +9,7 @@ import yaml
 
 from controlplane.alerting.engine import evaluate
 from tests.conftest import new_key
-from tests.test_status_components import store_results
+from tests.test_status_components import store, store_results
 
 
 @pytest.fixture
@@ -44,8 +44,11 @@ def test_the_incident_lifecycle_and_the_components_it_declares(operator):
     assert [u["status"] for u in updates] == ["resolved", "monitoring", "identified", "investigating"]  # newest first
     assert updates[0]["affected_components"][0]["new_status"] == "operational"
     assert components(client)["delivery"] == "operational"
-    assert client.put(f"/api/v1/incidents/{incident['id']}/postmortem", json={"body": "Root cause: disk."},
-                      headers=headers).get_json()["data"]["postmortem_body"] == "Root cause: disk."
+    with_postmortem = client.put(f"/api/v1/incidents/{incident['id']}/postmortem", json={"body": "Root cause: disk."},
+                                 headers=headers).get_json()["data"]
+    assert with_postmortem["postmortem_body"] == "Root cause: disk."
+    assert with_postmortem["status"] == "postmortem"  # Statuspage's status once a postmortem is out
+    assert with_postmortem["monitoring_at"] == updates[1]["created_at"]
 
 
 @pytest.mark.parametrize("payload,status,message", [
@@ -187,20 +190,13 @@ def test_feeds_are_xml_with_escaped_incident_text(operator):
 def test_badges_are_svg_for_status_and_uptime(operator, app):
     import xml.etree.ElementTree as ET
 
-    from controlplane.extensions import db
-    from controlplane.health.models import CheckResult
-    from controlplane.timeutil import utcnow
-
     client, headers = operator
     status = client.get("/badges/api.svg")
     assert status.mimetype == "image/svg+xml"
     svg = ET.fromstring(status.data)
     assert svg.tag == "{http://www.w3.org/2000/svg}svg" and "operational" in svg.get("aria-label")
-    with app.app_context():  # the postal check (delivery): 3 healthy, 1 unhealthy in the period
-        for state in ("healthy", "healthy", "unhealthy"):
-            db.session.add(CheckResult(check_name="postal", status=state, duration_ms=1, checked_at=utcnow(),
-                                       instance="t", message="m"))
-        db.session.commit()
+    for state in ("healthy", "healthy", "unhealthy"):  # the postal check (delivery): 3 of 4 up
+        store(app, {"postal": state})
     uptime = ET.fromstring(client.get("/badges/delivery/uptime.svg?days=7").data)
     assert uptime.get("aria-label") == "uptime 7d: 75.00%"
     assert client.get("/badges/moon.svg").status_code == 404

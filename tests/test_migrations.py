@@ -7,10 +7,10 @@ from controlplane.cli import main
 from controlplane.extensions import db
 from controlplane.schema import database_revision, schema_problems
 
-TABLES = {"maintenances", "incidents", "incident_updates", "request_minutes", "alert_silences", "alert_notifications", "alert_states", "alert_events", "deployments", "backups", "restore_drills", "check_results", "request_stats", "worker_heartbeats", "job_runs", "api_keys", "audit_log", "messages", "message_recipients", "postal_events",
+TABLES = {"check_days", "status_subscribers", "status_events", "status_notifications", "maintenances", "incidents", "incident_updates", "request_minutes", "alert_silences", "alert_notifications", "alert_states", "alert_events", "deployments", "backups", "restore_drills", "check_results", "request_stats", "worker_heartbeats", "job_runs", "api_keys", "audit_log", "messages", "message_recipients", "postal_events",
           "events", "webhooks", "webhook_deliveries", "users", "usage_daily",
           "inbound_messages"}
-HEAD = "0018_maintenances"
+HEAD = "0019_status_subscribers"
 
 
 def test_models_match_migrations(app):
@@ -64,3 +64,25 @@ def test_cli_commands_on_an_unmigrated_database_explain_instead_of_crashing(base
     assert result.exit_code == 1
     assert "database error: " in result.output and "controlplane db upgrade" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_check_days_are_backfilled_from_existing_results(make_app, database, request):
+    """0019 turns the results the database still holds into the first days of uptime history."""
+    from datetime import datetime, timezone
+
+    import flask_migrate
+    from sqlalchemy import text
+
+    app = make_app(**({"DATABASE_URL": request.getfixturevalue("postgres_url")} if database == "postgres" else {}))
+    with app.app_context():
+        flask_migrate.downgrade(revision="0018_maintenances")
+        for hour, status in ((1, "healthy"), (2, "unhealthy"), (3, "degraded"), (4, "unconfigured")):
+            db.session.execute(text(
+                "INSERT INTO check_results (check_name, status, duration_ms, checked_at, instance) "
+                "VALUES ('postal', :status, 1, :at, 't')"),
+                {"status": status, "at": datetime(2026, 11, 2, 23 + hour - 4, tzinfo=timezone.utc)})
+        db.session.commit()
+        flask_migrate.upgrade()
+        rows = db.session.execute(text("SELECT check_name, day, total, unhealthy, degraded FROM check_days")).all()
+    assert [(r[0], str(r[1]), r[2], r[3], r[4]) for r in rows] == [("postal", "2026-11-02", 3, 1, 1)]

@@ -22,18 +22,19 @@ def outcome(name, status, message="m"):
     return CheckOutcome(name, status, None, None, 1.0, utcnow(), message)
 
 
-def store_results(app, unhealthy: tuple[str, ...] = ()) -> None:
-    """Check results as the worker stores them, read back through the health cache."""
-    from controlplane.extensions import db
-    from controlplane.health.models import CheckResult
-
+def store_results(app, unhealthy: tuple[str, ...] = (), at=None) -> None:
+    """Check results stored the way the worker stores them, read back through the health cache."""
     health = app.extensions["controlplane.health"]
-    with app.app_context():
-        for spec in health.specs:
-            db.session.add(CheckResult(check_name=spec.name, status="unhealthy" if spec.name in unhealthy else "healthy",
-                                       duration_ms=1.0, checked_at=utcnow(), instance="test", message="m"))
-        db.session.commit()
+    store(app, {spec.name: "unhealthy" if spec.name in unhealthy else "healthy" for spec in health.specs}, at)
     health.cache.refresh()
+
+
+def store(app, statuses: dict[str, str], at=None) -> None:
+    from controlplane.health.runner import CheckOutcome, store_outcomes
+
+    with app.app_context():
+        store_outcomes([CheckOutcome(name, state, None, None, 1.0, at or utcnow(), "m")
+                        for name, state in statuses.items()], "test")
 
 
 def statuses(view, traffic=None):

@@ -11,15 +11,9 @@ from controlplane.events.models import Webhook, WebhookDelivery
 from controlplane.extensions import db
 from controlplane.outbound import http_client
 from controlplane.postal import postal_client
-from tests.doubles.receiver import Receiver
 from tests.conftest import new_key
 
 
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.stop()
 
 
 @pytest.fixture

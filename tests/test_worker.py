@@ -77,7 +77,7 @@ def test_scheduler_jobs_use_utc_ids_coalescing_and_misfire_grace(make_app):
         jobs = {job.id: job for job in worker.scheduler.get_jobs()}
         assert set(jobs) == {"heartbeat", "health-refresh", "delivery-dispatch", "webhook-fan-out",
                              "usage-rollup", "retention", "backup-full", "backup-retention", "restore-drill",
-                             "alert-evaluate", "alert-notify"}
+                             "alert-evaluate", "alert-notify", "status-notify"}
         for job in jobs.values():
             assert job.coalesce is True and job.misfire_grace_time >= 1 and job.max_instances == 1
         assert str(worker.scheduler.timezone) == "UTC"

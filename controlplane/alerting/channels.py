@@ -86,17 +86,11 @@ class EmailChannel:
 
     @staticmethod
     def _through_gateway(settings, subject: str, text: str) -> Outcome:
-        from sqlalchemy import select
-
         from ..extensions import db
-        from ..gateway.keys import create_key
-        from ..gateway.models import ApiKey
+        from ..gateway.keys import system_key
         from ..gateway.sending import accept, validate_message
 
-        key = db.session.execute(select(ApiKey).where(ApiKey.name == SYSTEM_KEY_NAME, ApiKey.revoked_at.is_(None))
-                                 ).scalars().first()
-        if key is None:  # the alerting system's own sender, created on first use
-            key = create_key(settings, name=SYSTEM_KEY_NAME, scopes=["send"], actor="system:alerting").row
+        key = system_key(settings, SYSTEM_KEY_NAME, "system:alerting")
         params = {"to": list(settings.alert_email_to), "from": settings.alert_email_from, "subject": subject,
                   "plain_body": text, "tag": "alert"}
         try:

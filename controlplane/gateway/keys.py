@@ -191,3 +191,10 @@ def describe_key(row: ApiKey) -> dict:
         "rate_limits": {"burst": row.rate_limit_burst, "hour": row.rate_limit_hour, "today": row.rate_limit_day},
         "monthly_quota": row.monthly_quota,
     }
+
+
+def system_key(settings, name: str, actor: str) -> ApiKey:
+    """The send-only key one of our own subsystems (alerting, the status page) mails through,
+    created on first use, so its mail goes through the gateway like anyone's."""
+    key = db.session.execute(select(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at.is_(None))).scalars().first()
+    return key or create_key(settings, name=name, scopes=["send"], actor=actor).row

@@ -188,6 +188,22 @@ def document() -> dict:
             "Cancel a maintenance window", {**_json_response("Maintenance", {"type": "object"}),
                                             "404": {"$ref": "#/components/responses/NotFound"}},
             parameters=[_path_param("maintenance_id", {"type": "integer"})], tag="status")},
+        "/api/v1/subscribers": {
+            "get": _operation("Status subscribers (operator): email and webhook, with their state",
+                              _json_response("Subscribers", {"type": "array"}), tag="status"),
+            "post": _operation(
+                "Add a webhook subscriber ({url, secret?}; the secret is shown once) or start an email "
+                "double opt-in ({email})", {**_json_response("Webhook subscriber", {"type": "object"}, "201"),
+                                            **_json_response("Email confirmation queued", {"type": "object"}, "202"),
+                                            "409": {"$ref": "#/components/responses/Conflict"}},
+                body={"type": "object", "properties": {"url": {"type": "string", "format": "uri"},
+                                                       "secret": {"type": "string", "minLength": 16, "maxLength": 128},
+                                                       "email": {"type": "string", "format": "email"}}},
+                tag="status")},
+        "/api/v1/subscribers/{subscriber_id}": {"delete": _operation(
+            "Remove a subscriber (what was queued for it is dropped)",
+            {**_json_response("Removed", {"type": "object"}), "404": {"$ref": "#/components/responses/NotFound"}},
+            parameters=[_path_param("subscriber_id", {"type": "integer"})], tag="status")},
         "/api/v1/events": {"get": {
             **_operation("Server-Sent Events of this key's events (resume with Last-Event-ID)",
                          {"200": {"description": "text/event-stream", "content": {"text/event-stream": {}}}},

@@ -1,5 +1,7 @@
 """Stored health check results: the shared cache every web process reads, and uptime history."""
-from sqlalchemy import Float, Index, String, Text
+from datetime import date
+
+from sqlalchemy import Date, Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..dbtypes import BigIntPK, UTCDateTime
@@ -19,3 +21,16 @@ class CheckResult(db.Model):
     message: Mapped[str | None] = mapped_column(Text)
     checked_at = mapped_column(UTCDateTime, nullable=False, index=True)
     instance: Mapped[str] = mapped_column(String(128), nullable=False)
+
+
+class CheckDay(db.Model):
+    """Each check's results per UTC day, kept for the status page's 90-day uptime bars after the
+    raw results are pruned. A day without a row is a gap (no data), never uptime."""
+
+    __tablename__ = "check_days"
+
+    check_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    total: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    unhealthy: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    degraded: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

@@ -12,18 +12,20 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import delete
 
+from ..dbtypes import add_counts
 from ..extensions import db
 from ..timeutil import as_utc, utcnow
 from .config import CheckSpec
 from .kinds import KINDS, CheckFailed, Observation
-from .models import CheckResult
+from .models import CheckDay, CheckResult
 
 log = logging.getLogger(__name__)
 
+HISTORY_DAYS = 90
 STATUS_RANK = {"healthy": 0, "unconfigured": 0, "degraded": 1, "unknown": 1, "unhealthy": 2}
 
 
@@ -143,12 +145,7 @@ class CheckRunner:
             return
         try:
             with self.ctx.app.app_context():
-                db.session.add_all(CheckResult(
-                    check_name=o.name, status=o.status, observed_value=o.observed_value,
-                    observed_unit=o.observed_unit, duration_ms=o.duration_ms, checked_at=o.checked_at,
-                    message=o.message[:2000], instance=self.instance,
-                ) for o in outcomes)
-                db.session.commit()
+                store_outcomes(outcomes, self.instance)
         except Exception as exc:
             # The database check reports the outage; here we only avoid dying of it.
             log.warning("could not store check results: %s: %s", type(exc).__name__, exc)
@@ -157,8 +154,34 @@ class CheckRunner:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
+def store_outcomes(outcomes: list[CheckOutcome], instance: str) -> None:
+    """The raw results (the shared cache, 14 days) and their daily counts, in one transaction."""
+    db.session.add_all(CheckResult(
+        check_name=o.name, status=o.status, observed_value=o.observed_value, observed_unit=o.observed_unit,
+        duration_ms=o.duration_ms, checked_at=o.checked_at, message=o.message[:2000], instance=instance,
+    ) for o in outcomes)
+    add_to_days(outcomes)
+    db.session.commit()
+
+
+def add_to_days(outcomes: list[CheckOutcome]) -> None:
+    """Count each outcome into its check's UTC day (check_days), in the results' transaction."""
+    days: dict[tuple[str, date], dict[str, int]] = {}
+    for o in outcomes:
+        if o.status == "unconfigured":  # not probed at all: no evidence either way
+            continue
+        counts = days.setdefault((o.name, as_utc(o.checked_at).date()), {"total": 0, "unhealthy": 0, "degraded": 0})
+        counts["total"] += 1
+        if o.status in ("unhealthy", "degraded"):
+            counts[o.status] += 1
+    for (name, day), counts in days.items():
+        add_counts(CheckDay, {"check_name": name, "day": day}, counts)
+
+
 def prune_check_results(retention_days: int) -> int:
     cutoff = utcnow() - timedelta(days=retention_days)
     deleted = db.session.execute(delete(CheckResult).where(CheckResult.checked_at < cutoff)).rowcount
+    # The daily counts outlive the raw results: the status page shows HISTORY_DAYS of them.
+    db.session.execute(delete(CheckDay).where(CheckDay.day < (utcnow() - timedelta(days=HISTORY_DAYS + 1)).date()))
     db.session.commit()
     return deleted

@@ -159,8 +159,36 @@ def _notify_alerts(worker: "Worker") -> None:
         pass
 
 
+def _notify_subscribers(worker: "Worker") -> None:
+    from ..status.subscribers import fan_out, record_maintenance, send_due
+
+    now = utcnow()
+    new_events = record_maintenance(now)
+    while fan_out(now):
+        new_events += 1
+    while send_due(worker.settings, worker.webhook_http, now):
+        pass
+    if new_events and worker.settings.status_export_prefix and worker.scheduler.running:
+        worker.scheduler.modify_job("status-publish", next_run_time=utcnow())  # the copy elsewhere, now
+
+
+def _publish_status(worker: "Worker") -> None:
+    from ..status.export import publish
+
+    publish(worker.app, worker.settings)
+
+
+def status_jobs(settings) -> list[Job]:
+    jobs = [Job("status-notify", 5, _notify_subscribers, leader_only=True, recorded=False,
+                description="record maintenance starts and ends, tell status subscribers of changes")]
+    if settings.status_export_prefix:
+        jobs.append(Job("status-publish", 60, _publish_status, leader_only=True,
+                        description="push the static status page to the storage backend when it changed"))
+    return jobs
+
+
 def job_list(settings, health_tick_seconds: float) -> list[Job]:
-    return [*backup_jobs(settings),
+    return [*backup_jobs(settings), *status_jobs(settings),
         Job("alert-evaluate", settings.alert_evaluation_seconds, _evaluate_alerts, leader_only=True,
             recorded=False, description="evaluate every alert rule and record state changes"),
         Job("alert-notify", 5, _notify_alerts, leader_only=True, recorded=False,
@@ -183,7 +211,7 @@ def job_list(settings, health_tick_seconds: float) -> list[Job]:
 
 
 RECORDED_JOB_IDS = ("health-refresh", "usage-rollup", "retention", "backup-full", "backup-retention", "restore-drill",
-                    "wal-archive", "wal-bundle")
+                    "wal-archive", "wal-bundle", "status-publish")
 
 
 class Worker:

@@ -5,10 +5,16 @@ build on it."""
 
 def init_status(app) -> None:
     from . import models  # noqa: F401  (tables for metadata and migrations)
+    from .cache import PublicCache
     from .api import bp as incidents_api
-    from .api import maintenances
+    from .api import maintenances, subscribers
+    from .page import register as register_page
     from .views import bp
 
+    app.extensions["controlplane.status_cache"] = PublicCache(
+        app.extensions["controlplane.settings"].status_cache_seconds)
     app.register_blueprint(bp)
+    register_page(app)
     app.register_blueprint(incidents_api)
     app.register_blueprint(maintenances)
+    app.register_blueprint(subscribers)

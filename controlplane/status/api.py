@@ -6,10 +6,12 @@ from flask import Blueprint, current_app
 from ..gateway.auth import actor, requires
 from ..gateway.envelope import GatewayError, failure, start_timer, success
 from ..gateway.params import request_params
+from .cache import clear_after_write
 from .incidents import IncidentError, create_incident, describe, set_postmortem, update_incident
 
 bp = Blueprint("incidents", __name__, url_prefix="/api/v1/incidents")
 bp.before_request(start_timer)
+bp.after_request(clear_after_write)
 bp.register_error_handler(GatewayError, failure)
 
 
@@ -67,6 +69,7 @@ def postmortem(incident_id: int):
 
 maintenances = Blueprint("maintenances", __name__, url_prefix="/api/v1/maintenances")
 maintenances.before_request(start_timer)
+maintenances.after_request(clear_after_write)
 maintenances.register_error_handler(GatewayError, failure)
 
 
@@ -112,3 +115,52 @@ def cancel_maintenance(maintenance_id: int):
         raise _invalid(exc) from None
     return success(describe_maintenance(row, current_app.extensions["controlplane.health"].config, _page_id(),
                                         utcnow()))
+
+
+subscribers = Blueprint("status_subscribers", __name__, url_prefix="/api/v1/subscribers")
+subscribers.before_request(start_timer)
+subscribers.register_error_handler(GatewayError, failure)
+
+
+def _subscriber_error(exc: IncidentError) -> GatewayError:
+    code = {404: "SubscriberNotFound", 409: "AlreadySubscribed"}.get(exc.status, "InvalidSubscriber")
+    return GatewayError(code, str(exc), exc.status)
+
+
+@subscribers.get("")
+@requires("operate", allow_users=True)
+def list_subscribers():
+    from .subscribers import describe as describe_subscriber
+    from .subscribers import listing
+
+    return success([describe_subscriber(row) for row in listing()])
+
+
+@subscribers.post("")
+@requires("operate", allow_users=True)
+def add_subscriber():
+    """{"url": ..., "secret"?: ...} adds a webhook; {"email": ...} starts an email double opt-in."""
+    from .subscribers import add_webhook, subscribe_email
+    from .subscribers import describe as describe_subscriber
+
+    params = request_params()
+    settings = current_app.extensions["controlplane.settings"]
+    try:
+        if params.get("url") is not None:
+            row = add_webhook(settings, params.get("url"), params.get("secret"))
+            return success({**describe_subscriber(row), "secret": row.secret}, status=201)
+        return success(describe_subscriber(subscribe_email(settings, params.get("email")).subscriber), status=202)
+    except IncidentError as exc:
+        raise _subscriber_error(exc) from None
+
+
+@subscribers.delete("/<int:subscriber_id>")
+@requires("operate", allow_users=True)
+def remove_subscriber(subscriber_id: int):
+    from .subscribers import describe as describe_subscriber
+    from .subscribers import remove
+
+    try:
+        return success(describe_subscriber(remove(subscriber_id)))
+    except IncidentError as exc:
+        raise _subscriber_error(exc) from None

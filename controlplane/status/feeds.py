@@ -5,7 +5,7 @@ All XML is built with ElementTree, so incident text is escaped wherever it appea
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from datetime import datetime, timedelta
+from datetime import datetime
 from email.utils import format_datetime
 
 from ..timeutil import as_utc
@@ -71,19 +71,3 @@ def badge(label: str, message: str, color: str) -> bytes:
     ET.SubElement(group, "text", x=str(left + right // 2), y="14").text = message
     return ET.tostring(svg, encoding="utf-8")
 
-
-def uptime(config, component_id: str, days: int, now: datetime) -> float | None:
-    """The share of the component's check results over `days` that were not failures (hard checks
-    unhealthy count as down); None when there are no results at all (a gap is not uptime)."""
-    from sqlalchemy import case, func, select
-
-    from ..extensions import db
-    from ..health.models import CheckResult
-
-    names = [spec.name for spec in config.checks if spec.component == component_id]
-    if not names:
-        return None
-    total, down = db.session.execute(
-        select(func.count(), func.coalesce(func.sum(case((CheckResult.status == "unhealthy", 1), else_=0)), 0))
-        .where(CheckResult.check_name.in_(names), CheckResult.checked_at > now - timedelta(days=days))).one()
-    return None if not total else 1 - down / total

@@ -81,8 +81,9 @@ def create_incident(config, current: dict[str, str], name, status, body, impact=
                         created_at=now, updated_at=now, resolved_at=now if status == "resolved" else None)
     db.session.add(incident)
     db.session.flush()
-    db.session.add(IncidentUpdate(incident_id=incident.id, status=status, body=body, author=author[:120],
-                                  affected_components=_affected(config, components, current), created_at=now))
+    _add_update(incident, IncidentUpdate(incident_id=incident.id, status=status, body=body, author=author[:120],
+                                         affected_components=_affected(config, components, current),
+                                         created_at=now), first=True)
     db.session.commit()
     return incident
 
@@ -104,13 +105,23 @@ def update_incident(config, current: dict[str, str], incident_id: int, status, b
         declared = {item["code"] for update in _updates(incident.id) for item in json.loads(update.affected_components)}
         components = {code: "operational" for code in declared}
     now = utcnow()
-    db.session.add(IncidentUpdate(incident_id=incident.id, status=status, body=body, author=author[:120],
-                                  affected_components=_affected(config, components, current), created_at=now))
+    _add_update(incident, IncidentUpdate(incident_id=incident.id, status=status, body=body, author=author[:120],
+                                         affected_components=_affected(config, components, current),
+                                         created_at=now), first=False)
     incident.status, incident.updated_at = status, now
     if status == "resolved":
         incident.resolved_at = now
     db.session.commit()
     return incident
+
+
+def _add_update(incident: Incident, row: IncidentUpdate, first: bool) -> None:
+    """The update and the event subscribers hear of it by, in one transaction."""
+    from .subscribers import record_incident_update
+
+    db.session.add(row)
+    db.session.flush()
+    record_incident_update(incident, row, first)
 
 
 def set_postmortem(incident_id: int, postmortem) -> Incident:
@@ -128,20 +139,35 @@ def _updates(incident_id: int) -> list[IncidentUpdate]:
                                    .order_by(IncidentUpdate.id.desc())).scalars())
 
 
-def describe(incident: Incident, page_id: str) -> dict:
-    """An incident as Statuspage shows it: updates newest first."""
+def describe(incident: Incident, page_id: str, updates: list[IncidentUpdate] | None = None) -> dict:
+    """An incident as Statuspage shows it: updates newest first; a resolved incident with a
+    postmortem shows the status `postmortem` (stored, it stays resolved)."""
+    status = "postmortem" if incident.status == "resolved" and incident.postmortem else incident.status
+    updates = _updates(incident.id) if updates is None else updates
+    monitoring = [u.created_at for u in updates if u.status == "monitoring"]
     return {
-        "id": str(incident.id), "name": incident.name, "status": incident.status, "impact": incident.impact,
+        "id": str(incident.id), "name": incident.name, "status": status, "impact": incident.impact,
         "created_at": isoformat(incident.created_at), "updated_at": isoformat(incident.updated_at),
-        "monitoring_at": None, "resolved_at": isoformat(incident.resolved_at),
+        "monitoring_at": isoformat(min(monitoring)) if monitoring else None,
+        "resolved_at": isoformat(incident.resolved_at),
         "shortlink": None, "page_id": page_id, "postmortem_body": incident.postmortem,
         "automatic": incident.automatic, "alert_rule": incident.alert_rule,
         "incident_updates": [{"id": str(u.id), "status": u.status, "body": u.body, "incident_id": str(incident.id),
                               "created_at": isoformat(u.created_at), "updated_at": isoformat(u.created_at),
                               "display_at": isoformat(u.created_at),
                               "affected_components": json.loads(u.affected_components)}
-                             for u in _updates(incident.id)],
+                             for u in updates],
     }
+
+
+def describe_all(incidents: list[Incident], page_id: str) -> list[dict]:
+    """Several incidents, their updates read in one query rather than one per incident."""
+    by_incident: dict[int, list[IncidentUpdate]] = {i.id: [] for i in incidents}
+    if incidents:
+        for update in db.session.execute(select(IncidentUpdate).where(IncidentUpdate.incident_id.in_(list(by_incident)))
+                                         .order_by(IncidentUpdate.id.desc())).scalars():
+            by_incident[update.incident_id].append(update)
+    return [describe(incident, page_id, by_incident[incident.id]) for incident in incidents]
 
 
 def on_alert_transition(config, transition) -> None:

@@ -1,5 +1,5 @@
 """Incidents and their updates (CONTRACTS.md §5)."""
-from sqlalchemy import Boolean, ForeignKey, Index, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..dbtypes import UTCDateTime
@@ -57,3 +57,57 @@ class Maintenance(db.Model):
     created_at = mapped_column(UTCDateTime, nullable=False)
 
     __table_args__ = (Index("ix_maintenances_window", "scheduled_for", "scheduled_until"),)
+
+
+class Subscriber(db.Model):
+    """Someone told of incidents and maintenance: an email address (confirmed by double opt-in
+    before it gets anything else) or a webhook URL (added by an operator, signed with `secret`).
+    `token` is the capability in the confirm and unsubscribe links."""
+
+    __tablename__ = "status_subscribers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), nullable=False)  # email | webhook
+    address: Mapped[str] = mapped_column(String(2048), nullable=False)
+    token: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    secret: Mapped[str | None] = mapped_column(String(128))
+    created_at = mapped_column(UTCDateTime, nullable=False)
+    confirmation_sent_at = mapped_column(UTCDateTime)
+    confirmed_at = mapped_column(UTCDateTime)
+    unsubscribed_at = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("kind", "address", name="uq_status_subscribers_kind_address"),)
+
+
+class StatusEvent(db.Model):
+    """Something subscribers hear about, written in the same transaction as the change itself.
+    `key` makes each one happen once (an incident update, a maintenance start or end)."""
+
+    __tablename__ = "status_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(80), nullable=False, unique=True)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    update_id: Mapped[int | None] = mapped_column(ForeignKey("incident_updates.id", ondelete="CASCADE"))
+    maintenance_id: Mapped[int | None] = mapped_column(ForeignKey("maintenances.id", ondelete="CASCADE"))
+    created_at = mapped_column(UTCDateTime, nullable=False)
+    fanned_out_at = mapped_column(UTCDateTime, index=True)
+
+
+class StatusNotification(db.Model):
+    """One event for one subscriber: the unique pair is what makes it exactly one."""
+
+    __tablename__ = "status_notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("status_subscribers.id", ondelete="CASCADE"), nullable=False)
+    event_id: Mapped[int] = mapped_column(ForeignKey("status_events.id", ondelete="CASCADE"), nullable=False)
+    state: Mapped[str] = mapped_column(String(8), nullable=False, default="pending")  # pending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_at = mapped_column(UTCDateTime, nullable=False)
+    sent_at = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("subscriber_id", "event_id", name="uq_status_notifications_once"),
+                      Index("ix_status_notifications_due", "state", "next_attempt_at"))

@@ -11,6 +11,7 @@ import re
 from flask import Blueprint, Response, current_app, request
 
 from ..timeutil import utcnow
+from .cache import cached
 from .components import DESCRIPTIONS, component_statuses, page_indicator, recent_traffic
 
 bp = Blueprint("status", __name__)
@@ -90,6 +91,7 @@ def _cacheable(document, updated, mimetype: str = "application/json") -> Respons
 
 
 @bp.get("/api/v2/status.json")
+@cached
 def status_json():
     statuses, updated = current_statuses()
     indicator = page_indicator(statuses)
@@ -98,6 +100,7 @@ def status_json():
 
 
 @bp.get("/api/v2/components.json")
+@cached
 def components_json():
     statuses, updated = current_statuses()
     return _cacheable({"page": _page(updated), "components": _components_json(statuses, updated)}, updated)
@@ -107,14 +110,14 @@ def _incidents(unresolved_only: bool) -> list[dict]:
     from sqlalchemy import select
 
     from ..extensions import db
-    from .incidents import describe
+    from .incidents import describe_all
     from .models import Incident
 
     query = select(Incident).order_by(Incident.created_at.desc()).limit(50)
     if unresolved_only:
         query = query.where(Incident.status != "resolved")
     page_id = current_app.extensions["controlplane.settings"].status_page_id
-    return [describe(row, page_id) for row in db.session.execute(query).scalars()]
+    return describe_all(list(db.session.execute(query).scalars()), page_id)
 
 
 def _newest(updated, incidents: list[dict]):
@@ -125,6 +128,7 @@ def _newest(updated, incidents: list[dict]):
 
 
 @bp.get("/api/v2/summary.json")
+@cached
 def summary_json():
     statuses, updated = current_statuses()
     indicator = page_indicator(statuses)
@@ -151,16 +155,19 @@ def _maintenance_list(kind: str) -> Response:
 
 
 @bp.get("/api/v2/scheduled-maintenances.json")
+@cached
 def maintenances_json():
     return _maintenance_list("all")
 
 
 @bp.get("/api/v2/scheduled-maintenances/upcoming.json")
+@cached
 def upcoming_maintenances_json():
     return _maintenance_list("upcoming")
 
 
 @bp.get("/api/v2/scheduled-maintenances/active.json")
+@cached
 def active_maintenances_json():
     return _maintenance_list("active")
 
@@ -173,11 +180,13 @@ def _incident_list(unresolved_only: bool) -> Response:
 
 
 @bp.get("/api/v2/incidents.json")
+@cached
 def incidents_json():
     return _incident_list(unresolved_only=False)
 
 
 @bp.get("/api/v2/incidents/unresolved.json")
+@cached
 def unresolved_incidents_json():
     return _incident_list(unresolved_only=True)
 
@@ -191,6 +200,7 @@ def _feed(render, mimetype: str) -> Response:
 
 
 @bp.get("/history.atom")
+@cached
 def history_atom():
     from .feeds import atom
 
@@ -198,6 +208,7 @@ def history_atom():
 
 
 @bp.get("/history.rss")
+@cached
 def history_rss():
     from .feeds import rss
 
@@ -215,6 +226,7 @@ def _component(component_id: str):
 
 
 @bp.get("/badges/<component_id>.svg")
+@cached
 def status_badge(component_id: str):
     from .feeds import COLORS, LABELS, badge
 
@@ -223,15 +235,18 @@ def status_badge(component_id: str):
 
 
 @bp.get("/badges/<component_id>/uptime.svg")
+@cached
 def uptime_badge(component_id: str):
     from ..gateway.envelope import GatewayError
-    from .feeds import badge, uptime
+    from .feeds import badge
+    from .history import component_uptime
 
     status, updated = _component(component_id)
     days = request.args.get("days", "30")
     if not days.isdigit() or not 1 <= int(days) <= 90:
         raise GatewayError("InvalidPeriod", "days must be a whole number from 1 to 90", 422)
-    share = uptime(current_app.extensions["controlplane.health"].config, component_id, int(days), utcnow())
+    share = component_uptime(current_app.extensions["controlplane.health"].config, component_id, int(days),
+                             utcnow().date())
     message = "no data" if share is None else f"{share * 100:.2f}%"
     color = "#9e9e9e" if share is None else "#2e7d32" if share >= 0.999 else "#f9a825" if share >= 0.99 else "#c62828"
     return _cacheable(badge(f"uptime {days}d", message, color), updated, "image/svg+xml")

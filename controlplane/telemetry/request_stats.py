@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete
 
+from ..dbtypes import add_counts
 from ..extensions import db
 from ..timeutil import utcnow
 from .metrics import LATENCY_BUCKETS
@@ -141,14 +142,7 @@ def add_to_minute(period_end, tallies) -> None:
             totals[column] += value
     if not totals["count"]:
         return
-    if db.engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(RequestMinute).values(minute=minute, **totals)
-    db.session.execute(statement.on_conflict_do_update(
-        index_elements=["minute"],
-        set_={name: getattr(RequestMinute, name) + getattr(statement.excluded, name) for name in totals}))
+    add_counts(RequestMinute, {"minute": minute}, totals)
 
 
 def prune_request_stats(retention_days: int) -> int:

@@ -1,6 +1,8 @@
 """Where sealed backups live. Contract (`Storage`):
 
-    put(key, blocks) -> bytes written     stream blocks into `key`; the object appears only whole
+    put(key, blocks, content_type=None) -> bytes written
+                                          stream blocks into `key`; the object appears only whole
+                                          (content_type: for objects served as they are, the status copy)
     open(key) -> iterator of blocks       raises StorageError(permanent=True) when `key` is missing
     delete(key)                           no error when already gone
     describe() -> str                     where, for humans ("local /var/backups", "s3://bucket/prefix")

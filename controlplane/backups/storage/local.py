@@ -29,7 +29,7 @@ class LocalStorage:
             raise StorageError(f"key {key!r} leaves the backup directory", permanent=True)
         return path
 
-    def put(self, key: str, blocks: Iterable[bytes]) -> int:
+    def put(self, key: str, blocks: Iterable[bytes], content_type: str | None = None) -> int:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")

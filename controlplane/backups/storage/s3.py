@@ -45,10 +45,11 @@ class S3Storage:
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def put(self, key: str, blocks: Iterable[bytes]) -> int:
+    def put(self, key: str, blocks: Iterable[bytes], content_type: str | None = None) -> int:
         from botocore.exceptions import BotoCoreError, ClientError
 
         name = self._key(key)
+        extra = {"ContentType": content_type} if content_type else {}
         upload_id = None
         parts, buffer, written = [], bytearray(), 0
         try:
@@ -58,12 +59,12 @@ class S3Storage:
                 if len(buffer) >= PART_SIZE:
                     if upload_id is None:
                         upload_id = self.client.create_multipart_upload(
-                            Bucket=self.bucket, Key=name, ChecksumAlgorithm="SHA256")["UploadId"]
+                            Bucket=self.bucket, Key=name, ChecksumAlgorithm="SHA256", **extra)["UploadId"]
                     parts.append(self._upload_part(name, upload_id, len(parts) + 1, bytes(buffer)))
                     buffer.clear()
             if upload_id is None:  # small: one request
                 self.client.put_object(Bucket=self.bucket, Key=name, Body=bytes(buffer),
-                                       ChecksumSHA256=_sha256_b64(buffer))
+                                       ChecksumSHA256=_sha256_b64(buffer), **extra)
                 return written
             if buffer:
                 parts.append(self._upload_part(name, upload_id, len(parts) + 1, bytes(buffer)))
