@@ -161,7 +161,7 @@ def test_maintenance_start_and_end_are_announced_once(status_app, receiver):
 
 def test_a_window_that_ends_on_its_own_is_announced_as_completed(status_app, receiver):
     from controlplane.status.models import Maintenance
-    from controlplane.status.subscribers import fan_out, record_maintenance
+    from controlplane.status.notify import fan_out, record_maintenance
 
     api, headers = operator(status_app)
     api.post("/api/v1/subscribers", json={"url": receiver.url}, headers=headers)
@@ -183,7 +183,7 @@ def test_unsubscribing_stops_mail_and_drops_what_was_queued(status_app):
     assert shown.status_code == 200 and b"Unsubscribe</button>" in shown.data
     api, headers = operator(status_app)
     api.post("/api/v1/incidents", json={"name": "Queued", "body": "b"}, headers=headers)
-    from controlplane.status.subscribers import fan_out
+    from controlplane.status.notify import fan_out
 
     with status_app.app_context():
         fan_out(utcnow())  # queued for them, not sent yet
@@ -265,3 +265,16 @@ def test_the_subscribe_form_is_rate_limited_per_address(status_app):
     client = status_app.test_client()
     answers = [client.post("/status/subscribe", data={"email": f"u{n}@example.com"}).status_code for n in range(11)]
     assert answers[:10] == [202] * 10 and answers[10] == 429
+
+
+def test_metrics_count_subscribers_and_notifications(status_app, receiver):
+    api, headers = operator(status_app)
+    api.post("/api/v1/subscribers", json={"url": receiver.url}, headers=headers)
+    api.post("/status/subscribe", data={"email": "new@example.com"})
+    receiver.status = 410
+    api.post("/api/v1/incidents", json={"name": "x", "body": "b"}, headers=headers)
+    run_job(status_app)
+    text = api.get("/metrics").get_data(as_text=True)
+    assert 'controlplane_status_subscribers{kind="webhook",state="confirmed"} 1.0' in text
+    assert 'controlplane_status_subscribers{kind="email",state="unconfirmed"} 1.0' in text
+    assert 'controlplane_status_notifications{state="failed"} 1.0' in text

@@ -160,7 +160,7 @@ def _notify_alerts(worker: "Worker") -> None:
 
 
 def _notify_subscribers(worker: "Worker") -> None:
-    from ..status.subscribers import fan_out, record_maintenance, send_due
+    from ..status.notify import fan_out, record_maintenance, send_due
 
     now = utcnow()
     new_events = record_maintenance(now)

@@ -18,3 +18,6 @@ def init_status(app) -> None:
     app.register_blueprint(incidents_api)
     app.register_blueprint(maintenances)
     app.register_blueprint(subscribers)
+    from .notify import notification_families
+
+    app.extensions.setdefault("controlplane.metric_sources", []).append(notification_families)

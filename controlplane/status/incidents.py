@@ -117,7 +117,7 @@ def update_incident(config, current: dict[str, str], incident_id: int, status, b
 
 def _add_update(incident: Incident, row: IncidentUpdate, first: bool) -> None:
     """The update and the event subscribers hear of it by, in one transaction."""
-    from .subscribers import record_incident_update
+    from .notify import record_incident_update
 
     db.session.add(row)
     db.session.flush()
