@@ -328,3 +328,12 @@ def test_an_expired_answer_is_served_while_another_thread_recomputes(app):
     worker.join()
     with app.test_request_context("/x"):
         assert cache.answer("/x", slow).get_data(as_text=True) == "render 2"
+
+
+def test_exporting_is_not_counted_as_traffic(app, tmp_path):
+    from controlplane.status.export import export
+
+    stats = app.extensions["controlplane.request_stats"]
+    export(app, tmp_path / "site")
+    with app.app_context():
+        assert stats.flush() == 0  # nothing recorded

@@ -52,7 +52,12 @@ def _routes(app) -> list[tuple[str, str]]:
 
 def render_files(app) -> dict[str, bytes]:
     """Every file of the static copy, in memory (a few hundred kilobytes)."""
-    client = app.test_client()
+    from werkzeug.test import Client
+    from werkzeug.wrappers import Response
+
+    # Past the request-telemetry middleware: our own renders are not traffic, and must not show in
+    # the request metrics, the alert indicators or the page's own response-time chart.
+    client = Client(getattr(app.wsgi_app, "wsgi_app", app.wsgi_app), Response)
     files = {}
     for name, route in _routes(app):
         answer = client.get(route, environ_base={EXPORT_ENVIRON_KEY: True, "REMOTE_ADDR": "127.0.0.1"})
