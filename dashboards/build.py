@@ -132,6 +132,12 @@ def operations() -> dict:
               "s"),
         panel("Failed deployments and migrations", [("max by (kind) (controlplane_deployment_last_failed)", "{{kind}}")],
               "short", width=24),
+        panel("Status subscribers", [("max by (kind, state) (controlplane_status_subscribers)", "{{kind}} {{state}}")],
+              "short", kind="table", width=8),
+        panel("Status notifications", [("max by (state) (controlplane_status_notifications)", "{{state}}")], "short",
+              width=8),
+        panel("Status notifier behind", [("max(controlplane_status_notify_backlog_seconds)", "behind")], "s",
+              thresholds=[(300, "red")], width=8, description="Warns after 5 minutes (StatusNotificationsBehind)."),
     ], ["operations"])
 
 

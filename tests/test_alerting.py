@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
 SHIPPED = {"HighErrorRate", "HighLatencyP95", "DatabaseConnectionsHigh", "ConnectionPoolSaturated", "BackupMissing",
            "RestoreDrillFailed", "DeploymentFailed", "MigrationFailed", "DeliveryBacklog", "PostalUnreachable",
-           "NoLiveWorker", "NoLeader", "ErrorBudgetBurnFast", "ErrorBudgetBurnSlow"}
+           "NoLiveWorker", "NoLeader", "ErrorBudgetBurnFast", "ErrorBudgetBurnSlow", "StatusNotificationsBehind"}
 
 
 def rule_doc(**overrides) -> dict:
@@ -145,7 +145,7 @@ def test_cli_validates_lists_and_shows_history(make_app, base_env, tmp_path):
     with app.app_context():
         evaluate(app.extensions["controlplane.settings"], app.extensions["controlplane.alert_rules"])
     runner = CliRunner()
-    assert "14 rules valid" in runner.invoke(main, ["alerts", "validate"], env=base_env).output
+    assert "15 rules valid" in runner.invoke(main, ["alerts", "validate"], env=base_env).output
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(rule_doc(op="!")))
     result = runner.invoke(main, ["alerts", "validate", str(bad)], env=base_env)

@@ -278,3 +278,25 @@ def test_metrics_count_subscribers_and_notifications(status_app, receiver):
     assert 'controlplane_status_subscribers{kind="webhook",state="confirmed"} 1.0' in text
     assert 'controlplane_status_subscribers{kind="email",state="unconfirmed"} 1.0' in text
     assert 'controlplane_status_notifications{state="failed"} 1.0' in text
+
+
+def test_the_notifier_backlog_counts_our_delays_not_a_subscribers_dead_endpoint(status_app, receiver):
+    from controlplane.alerting.indicators import INDICATORS
+    from controlplane.status.notify import fan_out, notify_backlog_seconds
+
+    subscribe(status_app, "ops@example.com")
+    api, headers = operator(status_app)
+    api.post("/api/v1/subscribers", json={"url": receiver.url}, headers=headers)
+    api.post("/api/v1/incidents", json={"name": "x", "body": "b"}, headers=headers)
+    later = utcnow() + timedelta(minutes=10)
+    with status_app.app_context():
+        assert 599 < notify_backlog_seconds(later) < 601  # not fanned out for 10 minutes
+        fan_out(utcnow())
+        assert 599 < notify_backlog_seconds(later) < 601  # the mail is due and not queued
+    receiver.status = 503
+    run_job(status_app)  # the mail is queued; the webhook fails and waits for its retry
+    with status_app.app_context():
+        assert notify_backlog_seconds(later) == 0.0  # the dead endpoint is not our backlog
+        ctx = type("Ctx", (), {"now": later})()
+        assert INDICATORS["status_notify_backlog_seconds"].measure({}, ctx) == 0.0
+    assert "controlplane_status_notify_backlog_seconds 0.0" in api.get("/metrics").get_data(as_text=True)

@@ -53,6 +53,8 @@ def expression(rule) -> str:
         return f'controlplane_deployment_last_failed{{kind="{p["kind"]}"}}', ""
     if kind == "outbox_oldest_age_seconds":
         return "max(mailgoat_outbox_oldest_due_age_seconds)", ""
+    if kind == "status_notify_backlog_seconds":
+        return "max(controlplane_status_notify_backlog_seconds)", ""
     if kind == "check_unhealthy":
         return f'max(controlplane_check_status{{check="{p["check"]}",status="unhealthy"}})', ""
     if kind == "live_workers":

@@ -216,6 +216,15 @@ class OutboxOldestAge(Indicator):
         return 0.0 if oldest is None else (ctx.now - as_utc(oldest)).total_seconds()
 
 
+class StatusNotifyBacklog(Indicator):
+    name = "status_notify_backlog_seconds"
+
+    def measure(self, params, ctx):
+        from ..status.notify import notify_backlog_seconds
+
+        return notify_backlog_seconds(ctx.now)
+
+
 class CheckUnhealthy(Indicator):
     """1 when the newest result of a health check is unhealthy; no data when it never ran lately."""
 
@@ -250,4 +259,5 @@ class LiveLeaders(LiveWorkers):
 
 INDICATORS = {cls.name: cls() for cls in (
     HttpErrorRatio, SlowRequestRatio, BurnRate, DbConnectionsRatio, PoolSaturation, BackupAgeHours,
-    RestoreDrillFailed, DeploymentFailed, OutboxOldestAge, CheckUnhealthy, LiveWorkers, LiveLeaders)}
+    RestoreDrillFailed, DeploymentFailed, OutboxOldestAge, StatusNotifyBacklog, CheckUnhealthy, LiveWorkers,
+    LiveLeaders)}

@@ -180,6 +180,23 @@ def send_due(settings, http, now: datetime) -> int:
     return len(rows)
 
 
+def notify_backlog_seconds(now: datetime) -> float:
+    """How long our own notifier has fallen behind: the oldest event not yet fanned out, or the
+    oldest due email (mail only needs a row in our outbox). Webhook retries do not count: one
+    subscriber's dead endpoint is theirs to fix, not a reason to page us."""
+    from sqlalchemy import func
+
+    unfanned = db.session.execute(select(func.min(StatusEvent.created_at))
+                                  .where(StatusEvent.fanned_out_at.is_(None))).scalar()
+    due_mail = db.session.execute(
+        select(func.min(StatusNotification.next_attempt_at))
+        .join(Subscriber, Subscriber.id == StatusNotification.subscriber_id)
+        .where(StatusNotification.state == "pending", StatusNotification.next_attempt_at <= now,
+               Subscriber.kind == "email")).scalar()
+    oldest = [as_utc(t) for t in (unfanned, due_mail) if t is not None]
+    return max(0.0, (now - min(oldest)).total_seconds()) if oldest else 0.0
+
+
 def notification_families():
     """Subscribers and their notifications by state, fleet-wide (read at scrape time): a growing
     `pending` or any `failed` means subscribers are not hearing what the page says."""
@@ -203,3 +220,7 @@ def notification_families():
     for label in ("pending", "sent", "failed"):
         notifications.add_metric([label], by_state.get(label, 0))
     yield notifications
+    backlog = GaugeMetricFamily("controlplane_status_notify_backlog_seconds",
+                                "How far the status notifier is behind (0 when caught up).")
+    backlog.add_metric([], notify_backlog_seconds(utcnow()))
+    yield backlog
