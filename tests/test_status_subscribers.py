@@ -300,3 +300,46 @@ def test_the_notifier_backlog_counts_our_delays_not_a_subscribers_dead_endpoint(
         ctx = type("Ctx", (), {"now": later})()
         assert INDICATORS["status_notify_backlog_seconds"].measure({}, ctx) == 0.0
     assert "controlplane_status_notify_backlog_seconds 0.0" in api.get("/metrics").get_data(as_text=True)
+
+
+def test_a_refusal_by_our_gateway_is_a_clear_error_not_a_retry_loop(status_app):
+    """An operator restricted the status page's send key to another domain: the form says so,
+    and notifications fail once instead of retrying forever."""
+    from controlplane.gateway.models import ApiKey
+    from controlplane.status.subscribers import SYSTEM_KEY_NAME
+
+    subscribe(status_app, "ok@example.com")  # creates the system key, unrestricted
+    with status_app.app_context():
+        key = db.session.execute(select(ApiKey).where(ApiKey.name == SYSTEM_KEY_NAME)).scalar_one()
+        key.allowed_from_domains = "elsewhere.example"
+        db.session.commit()
+    refused = status_app.test_client().post("/status/subscribe", json={"email": "new@example.com"})
+    assert refused.status_code == 422 and "we cannot mail that address" in refused.get_json()["message"]
+    with status_app.app_context():
+        assert [s.address for s in db.session.execute(select(Subscriber)).scalars()] == ["ok@example.com"]
+    api, headers = operator(status_app)
+    api.post("/api/v1/incidents", json={"name": "x", "body": "b"}, headers=headers)
+    run_job(status_app)
+    with status_app.app_context():
+        row = db.session.execute(select(StatusNotification)).scalar_one()
+    assert (row.state, row.attempts) == ("failed", 1)
+    assert row.last_error.startswith("the gateway refused the mail: ")
+
+
+def test_two_requests_for_one_new_address_mail_once(status_app):
+    import threading
+
+    barrier, answers = threading.Barrier(2), []
+
+    def post():
+        client = status_app.test_client()
+        barrier.wait()
+        answers.append(client.post("/status/subscribe", data={"email": "race@example.com"}).status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [202, 202]
+    assert len(mails(status_app, "race@example.com")) == 1

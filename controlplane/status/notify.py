@@ -129,9 +129,14 @@ def _subject_and_text(settings, document: dict) -> tuple[str, str]:
 def _send_one(settings, http, row: StatusNotification, subscriber: Subscriber, document: dict) -> str | None:
     """None when sent; else why not (raised as ValueError for a permanent refusal)."""
     if subscriber.kind == "email":
+        from ..gateway.envelope import GatewayError
+
         subject, text = _subject_and_text(settings, document)
         row.state, row.sent_at, row.attempts = "sent", utcnow(), row.attempts + 1
-        mail_subscriber(settings, subscriber, subject, text, f"status-notification:{row.id}")
+        try:
+            mail_subscriber(settings, subscriber, subject, text, f"status-notification:{row.id}")
+        except GatewayError as exc:  # our own gateway refuses this mail: trying again changes nothing
+            raise ValueError(f"the gateway refused the mail: {exc.message}") from None
         return None
     from ..events.sender import deliver
 

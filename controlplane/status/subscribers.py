@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
+from ..gateway.envelope import GatewayError
 from ..timeutil import as_utc, isoformat, utcnow
 from .incidents import IncidentError
 from .models import StatusNotification, Subscriber
@@ -54,11 +56,20 @@ def subscribe_email(settings, address) -> Subscription:
         row.unsubscribed_at, row.confirmed_at, row.token = None, None, secrets.token_urlsafe(24)
     due = row.confirmed_at is None and (row.confirmation_sent_at is None
                                         or now - as_utc(row.confirmation_sent_at) >= CONFIRMATION_RESEND)
-    if due:
-        row.confirmation_sent_at = now
-        mail_subscriber(settings, row, "Confirm your subscription to " + settings.status_page_name + " status",
-              _confirmation_text(settings, row), f"status-confirm:{row.token}:{int(now.timestamp())}")
-    db.session.commit()
+    try:
+        if due:
+            row.confirmation_sent_at = now
+            mail_subscriber(settings, row, f"Confirm your subscription to {settings.status_page_name} status",
+                            _confirmation_text(settings, row), f"status-confirm:{row.token}:{int(now.timestamp())}")
+        db.session.commit()
+    except IntegrityError:  # the same new address from two requests at once: the other one mails
+        db.session.rollback()
+        row = db.session.execute(select(Subscriber).where(Subscriber.kind == "email", Subscriber.address == address)
+                                 ).scalars().one()
+        return Subscription(row, False)
+    except GatewayError as exc:
+        db.session.rollback()
+        raise IncidentError(f"we cannot mail that address: {exc.message}") from None
     return Subscription(row, due)
 
 
