@@ -71,7 +71,8 @@ def fan_out(now: datetime) -> int:
     for event in events:
         already = exists().where(StatusNotification.subscriber_id == Subscriber.id,
                                  StatusNotification.event_id == event.id)
-        audience = select(Subscriber.id, literal(event.id), literal("pending"), literal(0), literal(now, UTCDateTime)).where(
+        audience = select(Subscriber.id, literal(event.id), literal("pending"), literal(0),
+                          literal(now, UTCDateTime)).where(
             Subscriber.confirmed_at.is_not(None), Subscriber.confirmed_at <= event.created_at,
             Subscriber.unsubscribed_at.is_(None), ~already)
         db.session.execute(insert(StatusNotification).from_select(
@@ -99,8 +100,8 @@ def event_document(settings, event: StatusEvent) -> dict:
         document["url"] = f"{base}/incidents/{incident.id}"
     else:
         maintenance = db.session.get(Maintenance, event.maintenance_id)
-        document["scheduled_maintenance"] = describe_maintenance(maintenance, current_app.extensions["controlplane.health"].config,
-                                                                 settings.status_page_id,
+        config = current_app.extensions["controlplane.health"].config
+        document["scheduled_maintenance"] = describe_maintenance(maintenance, config, settings.status_page_id,
                                                                  as_utc(event.created_at))
         document["url"] = f"{base}/status"
     return document
