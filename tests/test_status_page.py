@@ -337,3 +337,23 @@ def test_exporting_is_not_counted_as_traffic(app, tmp_path):
     export(app, tmp_path / "site")
     with app.app_context():
         assert stats.flush() == 0  # nothing recorded
+
+
+@pytest.mark.slow
+def test_the_worker_publishes_again_soon_after_an_incident(make_app, tmp_path):
+    """status-publish runs every minute, and at once when status-notify sees a new event."""
+    from controlplane.jobs import Worker
+    from tests.conftest import wait_for
+
+    app = make_app(STATUS_EXPORT_PREFIX="status-site", BACKUP_DIR=str(tmp_path / "store"))
+    manifest = tmp_path / "store" / "status-site" / "manifest.json"
+    index = tmp_path / "store" / "status-site" / "index.html"
+    worker = Worker(app)
+    worker.start()
+    try:
+        wait_for(manifest.exists, timeout=30)  # every job runs once at start
+        client, headers = app.test_client(), {"X-Server-API-Key": new_key(app, "admin")}
+        client.post("/api/v1/incidents", json={"name": "Published quickly", "body": "b"}, headers=headers)
+        wait_for(lambda: b"Published quickly" in index.read_bytes(), timeout=20)  # not the 60 s tick
+    finally:
+        worker.stop()

@@ -163,12 +163,12 @@ def _notify_subscribers(worker: "Worker") -> None:
     from ..status.notify import fan_out, record_maintenance, send_due
 
     now = utcnow()
-    new_events = record_maintenance(now)
-    while fan_out(now):
-        new_events += 1
+    changed = record_maintenance(now) > 0
+    while fan_out(now):  # a batch of events at a time
+        changed = True
     while send_due(worker.settings, worker.webhook_http, now):
         pass
-    if new_events and worker.settings.status_export_prefix and worker.scheduler.running:
+    if changed and worker.settings.status_export_prefix and worker.scheduler.running:
         worker.scheduler.modify_job("status-publish", next_run_time=utcnow())  # the copy elsewhere, now
 
 
