@@ -13,6 +13,7 @@ from ..timeutil import as_utc
 ATOM = "http://www.w3.org/2005/Atom"
 COLORS = {"operational": "#2e7d32", "degraded_performance": "#f9a825", "partial_outage": "#ef6c00",
           "major_outage": "#c62828", "under_maintenance": "#1565c0"}
+UPTIME_COLORS = {"nodata": "#9e9e9e", "up": "#2e7d32", "minor": "#f9a825", "down": "#c62828"}
 LABELS = {"operational": "operational", "degraded_performance": "degraded", "partial_outage": "partial outage",
           "major_outage": "major outage", "under_maintenance": "maintenance"}
 

@@ -50,6 +50,17 @@ def daily_uptime(config, days: int, today: date) -> dict[str, list[Day]]:
             for component, series in counts.items()}
 
 
+def uptime_grade(share: float | None) -> str:
+    """How the bars, the page and the uptime badge colour a share: nodata, up, minor or down."""
+    if share is None:
+        return "nodata"
+    return "up" if share >= 0.999 else "minor" if share >= 0.99 else "down"
+
+
+def uptime_label(share: float | None) -> str:
+    return "no data" if share is None else f"{share * 100:.2f}%"
+
+
 def period_uptime(series: list[Day]) -> float | None:
     total = sum(d.total for d in series)
     return None if not total else 1 - sum(d.down for d in series) / total

@@ -21,7 +21,7 @@ from ..timeutil import as_utc, utcnow
 from .cache import cached
 from .components import DESCRIPTIONS, page_indicator
 from .feeds import LABELS
-from .history import Slot, daily_uptime, period_uptime, response_times
+from .history import Slot, daily_uptime, period_uptime, response_times, uptime_grade, uptime_label
 from .models import Incident
 
 bp = Blueprint("status_page", __name__, template_folder="templates", static_folder="static",
@@ -94,22 +94,16 @@ def _render(template: str, status: int = 200, **context):
 
 # --- the page ------------------------------------------------------------------------------------
 
-def _bar_class(share: float | None) -> str:
-    if share is None:
-        return "nodata"
-    return "up" if share >= 0.999 else "minor" if share >= 0.99 else "down"
-
-
 def uptime_bars(series) -> Markup:
     """One <rect> per day with its figure as a tooltip. Built here rather than in a template loop:
     20 components x 90 days is 1,800 of them, and this is a third of the page's render time."""
     parts = []
     for index, day in enumerate(series):
         share = day.uptime
-        what = "no data" if share is None else f"{share * 100:.2f}% up"
+        what = "no data" if share is None else f"{uptime_label(share)} up"
         if share is not None and day.down:
             what += f", {day.down} failed check{'s' if day.down > 1 else ''}"
-        parts.append(f'<rect x="{index * 4}" width="3" height="34" class="{_bar_class(share)}">'
+        parts.append(f'<rect x="{index * 4}" width="3" height="34" class="{uptime_grade(share)}">'
                      f'<title>{day.day.isoformat()}: {what}</title></rect>')
     return Markup("".join(parts))
 
@@ -120,7 +114,6 @@ class Chart:
     to any width; its labels are HTML around it, so they stay readable on a phone."""
     width: int
     height: int
-    top_ms: float
     p95_lines: list[str]
     p50_lines: list[str]
     ticks: list[tuple[str, float, str]]  # (css class, percent from the top, label)
@@ -168,7 +161,7 @@ def response_chart(slots: list[Slot]) -> Chart:
                    f"(from {worst.start:%H:%M} UTC) had a p95 of {worst.p95 * 1000:.0f} ms.")
     else:
         summary = "No requests in the last 24 hours."
-    return Chart(width, height, top, lines("p95"), lines("p50"), ticks, hours, seen, summary)
+    return Chart(width, height, lines("p95"), lines("p50"), ticks, hours, seen, summary)
 
 
 def _group(statuses, uptime):
@@ -178,9 +171,8 @@ def _group(statuses, uptime):
         if not groups or groups[-1][0] != status.group:
             groups.append((status.group, []))
         series = uptime[status.id]
-        share = period_uptime(series)
         groups[-1][1].append({"status": status, "bars": uptime_bars(series),
-                              "uptime": "no data" if share is None else f"{share * 100:.2f}%"})
+                              "uptime": uptime_label(period_uptime(series))})
     return groups
 
 
@@ -201,7 +193,7 @@ def page_context() -> dict:
                             .order_by(Incident.created_at.desc()).limit(10))
     active_views = _incident_views(active)
     return {"indicator": indicator, "indicator_class": INDICATOR_CLASS[indicator],
-            "description": DESCRIPTIONS[indicator], "updated": _newest(updated, active_views), "now": now,
+            "description": DESCRIPTIONS[indicator], "updated": _newest(updated, active_views),
             "groups": _group(statuses, daily_uptime(config, HISTORY_DAYS, now.date())),
             "history_days": HISTORY_DAYS, "chart": response_chart(response_times(now)),
             "active_incidents": active_views,

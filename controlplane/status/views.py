@@ -238,8 +238,8 @@ def status_badge(component_id: str):
 @cached
 def uptime_badge(component_id: str):
     from ..gateway.envelope import GatewayError
-    from .feeds import badge
-    from .history import component_uptime
+    from .feeds import UPTIME_COLORS, badge
+    from .history import component_uptime, uptime_grade, uptime_label
 
     status, updated = _component(component_id)
     days = request.args.get("days", "30")
@@ -247,6 +247,5 @@ def uptime_badge(component_id: str):
         raise GatewayError("InvalidPeriod", "days must be a whole number from 1 to 90", 422)
     share = component_uptime(current_app.extensions["controlplane.health"].config, component_id, int(days),
                              utcnow().date())
-    message = "no data" if share is None else f"{share * 100:.2f}%"
-    color = "#9e9e9e" if share is None else "#2e7d32" if share >= 0.999 else "#f9a825" if share >= 0.99 else "#c62828"
-    return _cacheable(badge(f"uptime {days}d", message, color), updated, "image/svg+xml")
+    color = UPTIME_COLORS[uptime_grade(share)]
+    return _cacheable(badge(f"uptime {days}d", uptime_label(share), color), updated, "image/svg+xml")
