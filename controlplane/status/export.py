@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from .models import Incident
-from .page import EXPORT_ENVIRON_KEY, HISTORY_PAGE_SIZE
+from .page import EXPORT_ENVIRON_KEY, Links, history_pages
 
 log = logging.getLogger("controlplane.status")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -39,10 +39,10 @@ def _routes(app) -> list[tuple[str, str]]:
     with app.app_context():
         incident_ids = list(db.session.execute(select(Incident.id).order_by(Incident.id)).scalars())
         components = [c.id for c in app.extensions["controlplane.health"].config.components]
-    pages = max(1, -(-len(incident_ids) // HISTORY_PAGE_SIZE))
-    routes = [("index.html", "/status")]
-    routes += [("history.html" if n == 1 else f"history-{n}.html", f"/history?page={n}") for n in range(1, pages + 1)]
-    routes += [(f"incident-{i}.html", f"/incidents/{i}") for i in incident_ids]
+    files = Links(exported=True)  # the names the exported pages link to
+    routes = [(files.status(), "/status")]
+    routes += [(files.history(n), f"/history?page={n}") for n in range(1, history_pages(len(incident_ids)) + 1)]
+    routes += [(files.incident(i), f"/incidents/{i}") for i in incident_ids]
     routes += [(path, f"/{path}") for path in DOCUMENTS]
     for component in components:
         routes += [(f"badges/{component}.svg", f"/badges/{component}.svg"),

@@ -213,9 +213,14 @@ def status_page():
     return _render("status/page.html", **page_context())
 
 
+def history_pages(incidents: int) -> int:
+    """How many /history pages `incidents` incidents fill (one, empty, when there are none)."""
+    return max(1, -(-incidents // HISTORY_PAGE_SIZE))
+
+
 def _history_page(page: int):
     total = db.session.execute(select(func.count()).select_from(Incident)).scalar()
-    pages = max(1, -(-total // HISTORY_PAGE_SIZE))
+    pages = history_pages(total)
     if page < 1 or page > pages:
         raise GatewayError("PageNotFound", f"history has pages 1 to {pages}", 404)
     rows = _incident_rows(select(Incident).order_by(Incident.created_at.desc(), Incident.id.desc())
