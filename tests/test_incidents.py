@@ -168,6 +168,10 @@ def test_scheduled_maintenance_transitions_with_the_clock_and_silences_alerts(op
                 dict(window, scheduled_until=(now + timedelta(days=9)).isoformat()),
                 dict(window, scheduled_for="tomorrow")):
         assert client.post("/api/v1/maintenances", json=bad, headers=headers).status_code == 422
+    refused = client.post("/api/v1/maintenances", json=dict(window, components=["moon"]), headers=headers)
+    assert refused.get_json()["error"] == "InvalidMaintenance"
+    missing = client.delete("/api/v1/maintenances/9999", headers=headers)
+    assert missing.status_code == 404 and missing.get_json()["error"] == "MaintenanceNotFound"
 
 
 def test_feeds_are_xml_with_escaped_incident_text(operator):

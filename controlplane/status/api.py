@@ -26,11 +26,6 @@ def _page_id() -> str:
     return current_app.extensions["controlplane.settings"].status_page_id
 
 
-def _invalid(exc: IncidentError) -> GatewayError:
-    code = {404: "IncidentNotFound", 413: "TooLarge"}.get(exc.status, "InvalidIncident")
-    return GatewayError(code, str(exc), exc.status)
-
-
 @bp.post("")
 @requires("operate", allow_users=True)
 def create():
@@ -40,7 +35,7 @@ def create():
         incident = create_incident(config, current, params.get("name"), params.get("status", "investigating"),
                                    params.get("body"), params.get("impact"), params.get("components"), author=actor())
     except IncidentError as exc:
-        raise _invalid(exc) from None
+        raise exc.for_api("Incident") from None
     return success(describe(incident, _page_id()), status=201)
 
 
@@ -53,7 +48,7 @@ def add_update(incident_id: int):
         incident = update_incident(config, current, incident_id, params.get("status"), params.get("body"),
                                    params.get("components"), author=actor())
     except IncidentError as exc:
-        raise _invalid(exc) from None
+        raise exc.for_api("Incident") from None
     return success(describe(incident, _page_id()))
 
 
@@ -63,7 +58,7 @@ def postmortem(incident_id: int):
     try:
         incident = set_postmortem(incident_id, request_params().get("body"))
     except IncidentError as exc:
-        raise _invalid(exc) from None
+        raise exc.for_api("Incident") from None
     return success(describe(incident, _page_id()))
 
 
@@ -98,7 +93,7 @@ def schedule_maintenance():
                        _moment(params.get("scheduled_for"), "scheduled_for"),
                        _moment(params.get("scheduled_until"), "scheduled_until"), actor())
     except IncidentError as exc:
-        raise _invalid(exc) from None
+        raise exc.for_api("Maintenance") from None
     return success(describe_maintenance(row, config, _page_id(), utcnow()), status=201)
 
 
@@ -112,7 +107,7 @@ def cancel_maintenance(maintenance_id: int):
     try:
         row = cancel(maintenance_id)
     except IncidentError as exc:
-        raise _invalid(exc) from None
+        raise exc.for_api("Maintenance") from None
     return success(describe_maintenance(row, current_app.extensions["controlplane.health"].config, _page_id(),
                                         utcnow()))
 
@@ -120,11 +115,6 @@ def cancel_maintenance(maintenance_id: int):
 subscribers = Blueprint("status_subscribers", __name__, url_prefix="/api/v1/subscribers")
 subscribers.before_request(start_timer)
 subscribers.register_error_handler(GatewayError, failure)
-
-
-def _subscriber_error(exc: IncidentError) -> GatewayError:
-    code = {404: "SubscriberNotFound", 409: "AlreadySubscribed"}.get(exc.status, "InvalidSubscriber")
-    return GatewayError(code, str(exc), exc.status)
 
 
 @subscribers.get("")
@@ -151,7 +141,7 @@ def add_subscriber():
             return success({**describe_subscriber(row), "secret": row.secret}, status=201)
         return success(describe_subscriber(subscribe_email(settings, params.get("email")).subscriber), status=202)
     except IncidentError as exc:
-        raise _subscriber_error(exc) from None
+        raise exc.for_api("Subscriber") from None
 
 
 @subscribers.delete("/<int:subscriber_id>")
@@ -163,4 +153,4 @@ def remove_subscriber(subscriber_id: int):
     try:
         return success(describe_subscriber(remove(subscriber_id)))
     except IncidentError as exc:
-        raise _subscriber_error(exc) from None
+        raise exc.for_api("Subscriber") from None

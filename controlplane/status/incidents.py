@@ -21,9 +21,20 @@ SEVERITY_IMPACT = {"critical": "critical", "error": "major", "warning": "minor",
 
 
 class IncidentError(ValueError):
+    """What the status domain refuses (incidents, maintenance, subscribers), with its HTTP status."""
+
     def __init__(self, message: str, status: int = 422):
         super().__init__(message)
         self.status = status
+
+    def for_api(self, subject: str):
+        """As the JSON APIs answer it: {subject}NotFound, {subject}Cancelled, AlreadySubscribed,
+        TooLarge or Invalid{subject}."""
+        from ..gateway.envelope import GatewayError
+
+        code = {404: f"{subject}NotFound", 409: "AlreadySubscribed", 410: f"{subject}Cancelled",
+                413: "TooLarge"}.get(self.status, f"Invalid{subject}")
+        return GatewayError(code, str(self), self.status)
 
 
 def _components(config, declared) -> dict[str, str]:

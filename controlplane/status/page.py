@@ -263,13 +263,8 @@ def _message_page(title: str, message: str, status: int = 200):
 
 
 def _subscription_error(exc):
-    from .incidents import IncidentError
-
-    assert isinstance(exc, IncidentError)
     if _wants_json():
-        code = {404: "SubscriptionNotFound", 410: "SubscriptionCancelled", 409: "AlreadySubscribed"}.get(
-            exc.status, "InvalidSubscription")
-        raise GatewayError(code, str(exc), exc.status)
+        raise exc.for_api("Subscription")
     return _message_page("Subscription", str(exc), exc.status)
 
 
