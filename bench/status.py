@@ -48,8 +48,9 @@ def checks_file(directory: Path, components: int) -> Path:
     return path
 
 
-def seed(env: dict, days: int = 90) -> None:
-    """History and incidents, written through the app's own models."""
+def seed(env: dict, days: int = 90):
+    """History and incidents, written through the app's own models; returns that app (built in
+    this process from `env`, which it sets)."""
     import os
 
     os.environ.update(env)
@@ -90,6 +91,7 @@ def seed(env: dict, days: int = 90) -> None:
                         {"c2": "partial_outage", "c3": "degraded_performance"}, "bench")
         schedule(config, "Database upgrade", "Writes pause briefly.", ["c4", "c5"], now + timedelta(days=1),
                  now + timedelta(days=1, hours=1), "bench")
+    return app
 
 
 def _setup(components: int):
@@ -127,15 +129,9 @@ def summary(args) -> None:
 def page(args) -> None:
     env, _, drop = _setup(components=20)
     try:
-        seed(env)
-        import os
-
-        os.environ.update(env)
+        app = seed(env)
         from flask import Flask
 
-        from controlplane import create_app
-
-        app = create_app()
         client = app.test_client()
         html = client.get("/status").data
         assert html.count(b'class="component"') == 20, "the page should show 20 components"

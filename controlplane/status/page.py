@@ -84,11 +84,11 @@ def _render(template: str, status: int = 200, **context):
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
-    response.cache_control.public = status == 200
-    response.cache_control.max_age = 10 if status == 200 else 0
     if status == 200:
-        response.add_etag()
-        return response.make_conditional(request)
+        from .views import public
+
+        return public(response)
+    response.cache_control.max_age = 0
     return response
 
 

@@ -79,15 +79,20 @@ def _components_json(statuses, updated) -> list[dict]:
     return out
 
 
+def public(response: Response) -> Response:
+    """A public answer browsers and CDNs may keep for 10 s, with an ETag, answering 304s."""
+    response.cache_control.public = True
+    response.cache_control.max_age = 10
+    response.add_etag()
+    return response.make_conditional(request)
+
+
 def _cacheable(document, updated, mimetype: str = "application/json") -> Response:
     body = json.dumps(document, separators=(",", ":")) if mimetype == "application/json" else document
     response = Response(body, mimetype=mimetype)
     response.last_modified = updated.replace(microsecond=0)
-    response.cache_control.public = True
-    response.cache_control.max_age = 10
     response.headers["Access-Control-Allow-Origin"] = "*"  # status widgets run on other sites
-    response.add_etag()
-    return response.make_conditional(request)
+    return public(response)
 
 
 @bp.get("/api/v2/status.json")
