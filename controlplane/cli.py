@@ -279,11 +279,14 @@ def checks_validate(path):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @with_app
 def checks_run(app, as_json):
-    """Run every check once, now, and print the results (also stored)."""
+    """Run every check once, now, and print the results (stored as a manual run: a diagnostic does
+    not count toward uptime, /health or the status page)."""
+    from .health.models import MANUAL
     from .timeutil import isoformat
 
     health = app.extensions["controlplane.health"]
     runner = health.make_runner(app, f"{app.extensions['controlplane.settings'].instance_id}:cli")
+    runner.source = MANUAL
     try:
         outcomes = runner.run(force=True)
     finally:
@@ -294,6 +297,8 @@ def checks_run(app, as_json):
         for o in outcomes:
             value = "" if o.observed_value is None else f"{o.observed_value:g} {o.observed_unit or ''}"
             click.echo(f"{o.name:<12} {o.status:<12} {value:<14} {o.duration_ms:>8.1f} ms  {o.message}")
+    click.echo("(manual run: stored for the record; uptime, /health and the status page count only the "
+               "worker's scheduled runs)", err=True)
     hard_failed = [o for o in outcomes if o.status == "unhealthy"
                    and next(s for s in health.specs if s.name == o.name).hard]
     sys.exit(1 if hard_failed else 0)

@@ -1,6 +1,7 @@
 """What /health serves: the latest stored result of each check, never a live probe.
 
-Results are read from `check_results` (written by whichever worker ran them) and kept in memory
+Results are read from `check_results` (the scheduled ones, written by whichever worker ran them;
+a diagnostic `controlplane checks run` is stored as manual and never shown) and kept in memory
 for HEALTH_CACHE_SECONDS. When the copy expires, one background thread re-reads it while
 requests keep getting the previous copy, so a hanging database cannot hang /health. If the
 re-read fails, this instance reports the database as unhealthy from its own point of view.
@@ -17,7 +18,7 @@ from sqlalchemy import select
 from ..extensions import db
 from ..timeutil import utcnow
 from .config import CheckSpec
-from .models import CheckResult
+from .models import SCHEDULED, CheckResult
 from .runner import STATUS_RANK, CheckOutcome
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,8 @@ class HealthCache:
                 results = {}
                 for spec in self.specs:
                     row = db.session.execute(
-                        select(CheckResult).where(CheckResult.check_name == spec.name)
+                        select(CheckResult).where(CheckResult.check_name == spec.name,
+                                                  CheckResult.source == SCHEDULED)
                         .order_by(CheckResult.checked_at.desc()).limit(1)
                     ).scalar_one_or_none()
                     if row is not None:

@@ -7,6 +7,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from ..dbtypes import BigIntPK, UTCDateTime
 from ..extensions import db
 
+SCHEDULED = "scheduled"
+MANUAL = "manual"
+
 
 class CheckResult(db.Model):
     __tablename__ = "check_results"
@@ -21,6 +24,9 @@ class CheckResult(db.Model):
     message: Mapped[str | None] = mapped_column(Text)
     checked_at = mapped_column(UTCDateTime, nullable=False, index=True)
     instance: Mapped[str] = mapped_column(String(128), nullable=False)
+    # SCHEDULED results (the worker's) are what /health, uptime and the status page show; MANUAL
+    # ones (`controlplane checks run`) are kept for the record only.
+    source: Mapped[str] = mapped_column(String(16), nullable=False, default=SCHEDULED, server_default=SCHEDULED)
 
 
 class CheckDay(db.Model):

@@ -21,7 +21,7 @@ from ..extensions import db
 from ..timeutil import as_utc, utcnow
 from .config import CheckSpec
 from .kinds import KINDS, CheckFailed, Observation
-from .models import CheckDay, CheckResult
+from .models import SCHEDULED, CheckDay, CheckResult
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,15 @@ def judge(spec: CheckSpec, observation: Observation) -> tuple[str, float | None,
 
 
 class CheckRunner:
-    def __init__(self, ctx: CheckContext, specs: tuple[CheckSpec, ...], instance: str):
+    """`source` says what its results count for: SCHEDULED (the worker's) feed /health and uptime
+    history; MANUAL (a diagnostic run from the CLI) are stored for the record and nothing else, so
+    a run with a wrong setting cannot write a public day of downtime (models.MANUAL)."""
+
+    def __init__(self, ctx: CheckContext, specs: tuple[CheckSpec, ...], instance: str, source: str = SCHEDULED):
         self.ctx = ctx
         self.specs = specs
         self.instance = instance
+        self.source = source
         self._executor = ThreadPoolExecutor(max_workers=2 * len(specs) + 1, thread_name_prefix="check")
         self._in_flight: dict[str, tuple[Future, float]] = {}
         self._last_started: dict[str, float] = {}
@@ -145,7 +150,7 @@ class CheckRunner:
             return
         try:
             with self.ctx.app.app_context():
-                store_outcomes(outcomes, self.instance)
+                store_outcomes(outcomes, self.instance, self.source)
         except Exception as exc:
             # The database check reports the outage; here we only avoid dying of it.
             log.warning("could not store check results: %s: %s", type(exc).__name__, exc)
@@ -154,13 +159,16 @@ class CheckRunner:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def store_outcomes(outcomes: list[CheckOutcome], instance: str) -> None:
-    """The raw results (the shared cache, 14 days) and their daily counts, in one transaction."""
+def store_outcomes(outcomes: list[CheckOutcome], instance: str, source: str = SCHEDULED) -> None:
+    """The raw results (the shared cache, 14 days) and, for scheduled runs only, their daily counts,
+    in one transaction."""
     db.session.add_all(CheckResult(
         check_name=o.name, status=o.status, observed_value=o.observed_value, observed_unit=o.observed_unit,
         duration_ms=o.duration_ms, checked_at=o.checked_at, message=o.message[:2000], instance=instance,
+        source=source,
     ) for o in outcomes)
-    add_to_days(outcomes)
+    if source == SCHEDULED:
+        add_to_days(outcomes)
     db.session.commit()
 
 
