@@ -10,19 +10,19 @@ from controlplane.timeutil import utcnow
 
 def test_requests_are_flushed_per_route_and_status_class_with_the_instance(app, client):
     for _ in range(3):
-        client.get("/live")
+        client.get("/api/v1/openapi.json")
     client.get("/nowhere")
     written = app.extensions["controlplane.request_stats"].flush()
     assert written == 2
     with app.app_context():
         rows = {(r.route, r.status_class): r for r in db.session.query(RequestStat).all()}
-    live = rows[("/live", "2xx")]
-    assert live.count == 3 and live.method == "GET"
-    assert live.instance.startswith("test-instance:")
-    buckets = json.loads(live.bucket_counts)
+    spec = rows[("/api/v1/openapi.json", "2xx")]
+    assert spec.count == 3 and spec.method == "GET"
+    assert spec.instance.startswith("test-instance:")
+    buckets = json.loads(spec.bucket_counts)
     assert len(buckets) == len(LATENCY_BUCKETS) + 1 and sum(buckets) == 3
     assert rows[("<unmatched>", "4xx")].count == 1
-    assert live.period_start <= live.period_end
+    assert spec.period_start <= spec.period_end
 
 
 def test_latency_lands_in_the_bucket_holding_it_with_an_edge_at_2s(app):
@@ -64,7 +64,7 @@ def test_background_flusher_writes_without_being_asked(make_app):
     import time
 
     app = make_app(REQUEST_STATS_FLUSH_SECONDS="0.2")
-    app.test_client().get("/live")
+    app.test_client().get("/api/v1/openapi.json")
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         with app.app_context():

@@ -4,6 +4,7 @@ import time
 
 from flask import Blueprint, current_app, jsonify
 
+from ..telemetry.traffic import probe
 from ..timeutil import isoformat
 from ..version import VERSION
 from .cache import overall_status, ready_problem
@@ -16,6 +17,7 @@ def _health():
 
 
 @bp.get("/health")
+@probe
 def health():
     state = _health()
     snapshot = state.cache.get()
@@ -53,6 +55,7 @@ def _render_health(state, snapshot) -> tuple[bytes, int]:
 
 
 @bp.get("/ready")
+@probe  # its 503s while starting or draining are answers to the proxy, never an outage
 def ready():
     state = _health()
     if state.lifecycle.draining:
@@ -65,5 +68,6 @@ def ready():
 
 
 @bp.get("/live")
+@probe
 def live():
     return jsonify(status="alive", uptime=int(_health().lifecycle.uptime_seconds)), 200

@@ -5,7 +5,8 @@ Rules (in this order; the worst outcome wins):
    a hard check unhealthy -> major_outage; any other check unhealthy -> partial_outage;
    a check degraded -> degraded_performance; a check with no recent result (stale, or never run)
    -> degraded_performance, since we cannot vouch for it; `unconfigured` checks do not count.
-2. Components with `traffic: true`, over the last 5 minutes once at least 20 requests were seen:
+2. Components with `traffic: true`, over the last 5 minutes of user requests (probe and scrape
+   routes are never counted: telemetry/traffic.py) once at least 20 were seen:
    5xx ratio >= 25% -> major_outage, >= 5% -> partial_outage, >= 1% -> degraded_performance;
    more than 5% of requests slower than 2 s (p95 above 2 s) -> degraded_performance.
 3. Statuses declared by unresolved incidents count too (the worse one wins).

@@ -1,10 +1,12 @@
 """What the page shows of the past: per-day uptime from check results (check_days) and response
 times over the last 24 hours (request_minutes).
 
-Uptime of a component on a day = the share of its checks' results that day that were not
-unhealthy. A day with no results is a gap (None): shown as "no data", never counted as up.
-Response times are the median and p95 per 15-minute slot, interpolated within the latency
-buckets the way Prometheus' histogram_quantile does.
+Uptime of a component on a day = the share of its checks' scheduled results that day that were
+not unhealthy (a diagnostic `controlplane checks run` is never counted: health/runner.py). A day
+with no results is a gap (None): shown as "no data", never counted as up.
+Response times (of user requests: probes are not traffic, telemetry/traffic.py) are the median and
+p95 per 15-minute slot, interpolated within the latency buckets the way Prometheus'
+histogram_quantile does.
 """
 from __future__ import annotations
 

@@ -7,9 +7,7 @@ from .requests import RequestTelemetry, RouteRecordingRequest
 from .sentry import init_sentry
 from .server_span import ServerSpans
 from .tracing import build_tracing, instrument_engine
-
-# Probes and scrapes would drown real traffic in the trace store.
-DEFAULT_UNTRACED_PATHS = frozenset({"/health", "/ready", "/live", "/metrics"})
+from .traffic import ProbeRoutes
 
 
 def init_telemetry(app, settings, engine, *, span_exporter=None, span_processor=None, sentry_transport=None):
@@ -23,7 +21,7 @@ def init_telemetry(app, settings, engine, *, span_exporter=None, span_processor=
     app.extensions["controlplane.request_stats"] = stats
     server_spans = ServerSpans(tracing.provider, tracing.processors) if tracing else None
     app.request_class = RouteRecordingRequest
-    app.wsgi_app = RequestTelemetry(app.wsgi_app, server_spans, stats, DEFAULT_UNTRACED_PATHS)
+    app.wsgi_app = RequestTelemetry(app.wsgi_app, server_spans, stats, ProbeRoutes(app))
 
     from .views import bp
 

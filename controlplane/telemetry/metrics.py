@@ -30,6 +30,13 @@ REQUEST_DURATION = Histogram(
     ["method", "route", "status"],
     buckets=LATENCY_BUCKETS,
 )
+PROBE_DURATION = Histogram(
+    "http_server_probe_duration_seconds",
+    "Probe and scrape requests (/health, /ready, /live, /metrics, static files): kept out of the "
+    "request histogram so that probes never count as user traffic (telemetry/traffic.py).",
+    ["method", "route", "status"],
+    buckets=LATENCY_BUCKETS,
+)
 REQUESTS_IN_FLIGHT = Gauge(
     "http_server_requests_in_flight",
     "HTTP requests being served right now.",

@@ -1,5 +1,8 @@
 """Per-request telemetry: request id, latency histogram, shared stats and one server span.
 
+Probe and scrape routes (traffic.py) get their own histogram, no shared stats and no span: they
+are not user traffic and must never page.
+
 This runs on every request, so it is a WSGI middleware rather than three Flask hooks (each Flask
 hook costs a coroutine check and several context-local lookups per request) and does the least
 work that gives useful telemetry: a dict lookup for the histogram child, a tally for
@@ -18,7 +21,8 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Status, StatusCode
 
 from .logging import request_id_var
-from .metrics import REQUEST_DURATION, REQUESTS_IN_FLIGHT
+from .metrics import PROBE_DURATION, REQUEST_DURATION, REQUESTS_IN_FLIGHT
+from .traffic import ProbeRoutes
 
 UNMATCHED_ROUTE = "<unmatched>"
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -69,12 +73,13 @@ def route_of(environ) -> str:
 class RequestTelemetry:
     """WSGI middleware around Flask's wsgi_app."""
 
-    def __init__(self, wsgi_app, server_spans, stats_recorder, excluded_paths: frozenset[str]):
+    def __init__(self, wsgi_app, server_spans, stats_recorder, probes: ProbeRoutes):
         self.wsgi_app = wsgi_app
         self.server_spans = server_spans
         self.stats = stats_recorder
-        self.excluded_paths = excluded_paths
-        self._histograms: dict[tuple[str, str, str], object] = {}
+        self.probes = probes
+        # (method, route, status) -> (histogram child, whether the route is a probe)
+        self._histograms: dict[tuple[str, str, str], tuple[object, bool]] = {}
 
     def __call__(self, environ, start_response):
         started = perf_counter()
@@ -85,7 +90,7 @@ class RequestTelemetry:
         REQUESTS_IN_FLIGHT.inc()
         method = environ.get("REQUEST_METHOD", "GET")
         span = span_token = None
-        if self.server_spans is not None and environ.get("PATH_INFO") not in self.excluded_paths:
+        if self.server_spans is not None and not self.probes.is_probe_path(environ.get("PATH_INFO", "")):
             parent = propagate.extract(environ, getter=_GETTER) if "HTTP_TRACEPARENT" in environ else None
             span = self.server_spans.start(method, parent, {"http.request.method": method})
             span_token = otel_context.attach(trace.set_span_in_context(span))
@@ -107,11 +112,15 @@ class RequestTelemetry:
             seconds = perf_counter() - started
             route = route_of(environ)
             key = (method, route, str(status_code))
-            child = self._histograms.get(key)
-            if child is None:
-                child = self._histograms[key] = REQUEST_DURATION.labels(*key)
+            known = self._histograms.get(key)
+            if known is None:
+                is_probe = route in self.probes.routes
+                known = self._histograms[key] = ((PROBE_DURATION if is_probe else REQUEST_DURATION).labels(*key),
+                                                 is_probe)
+            child, is_probe = known
             child.observe(seconds)
-            self.stats.record(route, method, status_code, seconds)
+            if not is_probe:
+                self.stats.record(route, method, status_code, seconds)
             REQUESTS_IN_FLIGHT.dec()
             if span is not None:
                 span.update_name(f"{method} {route}")

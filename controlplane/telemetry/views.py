@@ -5,11 +5,13 @@ from ..jobs import RECORDED_JOB_IDS
 from ..jobs.records import job_summaries
 from ..version import COMMIT, VERSION
 from .metrics import StateCollector, render_metrics
+from .traffic import probe
 
 bp = Blueprint("metrics", __name__)
 
 
 @bp.get("/metrics")
+@probe
 def metrics():
     settings = current_app.extensions["controlplane.settings"]
     health = current_app.extensions["controlplane.health"]
