@@ -5,6 +5,11 @@ States per rule and label set: inactive → pending (the condition holds) → fi
 and not breached for `keep_firing_for`). A pending alert whose condition stops holding goes back
 to inactive without ever having fired. No data follows the rule's `no_data`: `ok` counts as
 recovered, `alerting` as breached, `keep` changes nothing.
+
+Each rule is evaluated and committed on its own. One whose indicator raises is in error (the
+reason on its state, `controlplane_alert_rule_errors_total`), keeps its alert state, and the
+`rules_in_error` indicator (rule AlertRuleFailing) pages about it; the error clears when it
+measures again.
 """
 from __future__ import annotations
 
@@ -18,8 +23,9 @@ from prometheus_client import Histogram
 from sqlalchemy import select
 
 from ..extensions import db
-from ..timeutil import as_utc, utcnow
-from .indicators import INDICATORS, Context
+from ..timeutil import as_utc, isoformat, utcnow
+from .indicators import INDICATORS, STARTING_UP, Context
+from .metrics import RULE_ERRORS
 from .models import AlertEvent, AlertState
 from .notifications import enqueue
 from .rules import Rule, RuleSet
@@ -80,52 +86,115 @@ def _repeat_due(settings, state: AlertState, now: datetime) -> bool:
         now - as_utc(state.last_notified_at) >= timedelta(seconds=repeat)
 
 
-def _state_for(rule: Rule, labels_key: str, known: dict) -> AlertState:
-    state = known.get((rule.name, labels_key))
+def _state_for(rule: Rule, labels_key: str) -> AlertState:
+    state = db.session.execute(select(AlertState).where(AlertState.rule == rule.name,
+                                                        AlertState.labels_key == labels_key)).scalar_one_or_none()
     if state is None:
         state = AlertState(rule=rule.name, labels_key=labels_key, state="inactive")
         db.session.add(state)
-        known[(rule.name, labels_key)] = state
     return state
 
 
 def evaluate(settings, rules: RuleSet, now: datetime | None = None) -> list[Transition]:
-    """One evaluation of every rule; commits states, history and the notifications they cause
-    together; returns the transitions."""
+    """One evaluation of every rule, each in its own transaction (its state, history and the
+    notifications it causes commit together); returns the transitions."""
     started = time.perf_counter()
-    now = now or utcnow()
-    ctx = Context(now=now, settings=settings)
-    known = {(s.rule, s.labels_key): s for s in db.session.execute(select(AlertState)).scalars()}
+    ctx = Context(now=now or utcnow(), settings=settings)
     transitions = []
     for rule in rules.rules:
-        try:
-            value = INDICATORS[rule.indicator].measure(rule.params, ctx)
-        except Exception:  # one broken indicator must not stop the others: it counts as no data
-            db.session.rollback()
-            log.exception("indicator %s failed for rule %s", rule.indicator, rule.name)
-            value = None
-            known = {(s.rule, s.labels_key): s for s in db.session.execute(select(AlertState)).scalars()}
-        state = _state_for(rule, NO_LABELS, known)
-        name = step(rule, state, value, now)
-        if name == "firing":
-            state.last_notified_at = now
-        elif name is None and state.state == "firing" and _repeat_due(settings, state, now):
-            # Still firing after the repeat interval: page again (same dedup key, same incident).
-            state.last_notified_at = now
-            enqueue(Transition(rule, NO_LABELS, "firing", value, now), settings)
-            db.session.add(AlertEvent(rule=rule.name, labels_key=NO_LABELS, transition="renotified", value=value,
-                                      at=now, detail=rule.render("summary", value)))
-        if name is not None:
-            transitions.append(Transition(rule, NO_LABELS, name, value, now))
-            db.session.add(AlertEvent(rule=rule.name, labels_key=NO_LABELS, transition=name, value=value, at=now,
-                                      detail=rule.render("summary", value)))
-            enqueue(transitions[-1], settings)
-            log.log(logging.WARNING if name == "firing" else logging.INFO, "alert %s", name,
-                    extra={"rule": rule.name, "value": value, "severity": rule.severity})
-    db.session.commit()
+        transitions += _evaluate_rule(rule, ctx)
     _incidents_for(transitions)
     EVALUATION_SECONDS.observe(time.perf_counter() - started)
     return transitions
+
+
+def _evaluate_rule(rule: Rule, ctx: Context) -> list[Transition]:
+    """Measure one rule and commit what it changes. A rule that cannot be evaluated (its indicator
+    raises, say on a table a failed migration never made) rolls back only itself and goes into
+    the error state; rules before and after it still fire, persist and page."""
+    try:
+        state = _state_for(rule, NO_LABELS)
+        value = INDICATORS[rule.indicator].measure(rule.params, ctx)
+        state.error = state.error_since = None
+        transitions = [] if value is STARTING_UP else _advance(rule, state, value, ctx)
+        if value is STARTING_UP:
+            state.last_evaluated_at = ctx.now  # too early to judge either way: the state holds
+        db.session.commit()
+    except Exception as exc:
+        db.session.rollback()
+        log.exception("rule %s could not be evaluated (indicator %s)", rule.name, rule.indicator)
+        _record_error(rule, exc, ctx.now)
+        return []
+    for transition in transitions:  # logged once committed: a logged page is a stored page
+        log.log(logging.WARNING if transition.name == "firing" else logging.INFO, "alert %s", transition.name,
+                extra={"rule": rule.name, "value": transition.value, "severity": rule.severity})
+    return transitions
+
+
+def _advance(rule: Rule, state: AlertState, value: float | None, ctx: Context) -> list[Transition]:
+    """Step the state by the measured value; record the transition and enqueue its notifications."""
+    settings, now = ctx.settings, ctx.now
+    name = step(rule, state, value, now)
+    if name == "firing":
+        state.last_notified_at = now
+    elif name is None and state.state == "firing" and _repeat_due(settings, state, now):
+        # Still firing after the repeat interval: page again (same dedup key, same incident).
+        state.last_notified_at = now
+        enqueue(Transition(rule, NO_LABELS, "firing", value, now), settings)
+        db.session.add(AlertEvent(rule=rule.name, labels_key=NO_LABELS, transition="renotified", value=value,
+                                  at=now, detail=rule.render("summary", value)))
+    if name is None:
+        return []
+    transition = Transition(rule, NO_LABELS, name, value, now)
+    db.session.add(AlertEvent(rule=rule.name, labels_key=NO_LABELS, transition=name, value=value, at=now,
+                              detail=rule.render("summary", value)))
+    enqueue(transition, settings)
+    return [transition]
+
+
+def _record_error(rule: Rule, exc: Exception, now: datetime) -> None:
+    """The rule's error state: the reason and since when, its alert state untouched (a firing
+    alert neither resolves nor pages again while nothing can be measured)."""
+    RULE_ERRORS.labels(rule=rule.name).inc()
+    try:
+        state = _state_for(rule, NO_LABELS)
+        state.error = error_reason(exc)
+        state.error_since = state.error_since or now
+        state.last_evaluated_at = now
+        db.session.commit()
+    except Exception:  # the database itself is failing: the counter and the log still say so
+        db.session.rollback()
+        log.exception("could not record the error state of rule %s", rule.name)
+
+
+def error_reason(exc: Exception) -> str:
+    """One line for operators: the exception's type and the first line of its message."""
+    message = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {message[0]}"[:500] if message else type(exc).__name__
+
+
+def current_states(rules: RuleSet) -> list[dict]:
+    """Every rule with its state, as operators see it (the API and `alerts list`): `error` with
+    the reason while the rule cannot be evaluated, else inactive, pending or firing."""
+    states = {s.rule: s for s in db.session.execute(select(AlertState).where(AlertState.labels_key == NO_LABELS))
+              .scalars()}
+    rows = []
+    for rule in rules.rules:
+        state = states.get(rule.name) or AlertState(rule=rule.name, labels_key=NO_LABELS, state="inactive")
+        rows.append({"rule": rule.name, "severity": rule.severity, "indicator": rule.indicator,
+                     "threshold": rule.threshold, "op": rule.op,
+                     "state": "error" if state.error else state.state,
+                     "alert_state": state.state, "value": state.last_value,
+                     "fired_at": isoformat(state.fired_at),
+                     "since": isoformat(_since(state)),
+                     "error": state.error, "summary": rule.render("summary", state.last_value)})
+    return rows
+
+
+def _since(state: AlertState) -> datetime | None:
+    if state.error:
+        return state.error_since
+    return None if state.state == "inactive" else state.fired_at or state.active_since
 
 
 def _incidents_for(transitions: list[Transition]) -> None:

@@ -46,7 +46,7 @@ def expression(rule) -> str:
     if kind == "pool_saturation":
         return "max(controlplane_db_pool_checked_out / controlplane_db_pool_max_connections)", ""
     if kind == "backup_age_hours":
-        return f'((time() - controlplane_backup_last_success_timestamp_seconds{{kind="{p["kind"]}"}}) / 3600)', ""
+        return f"((time() - {_backup_due_from(p)}) / 3600)", ""
     if kind == "restore_drill_failed":
         return "(1 - controlplane_backup_drill_success)", ""
     if kind == "deployment_failed":
@@ -61,18 +61,43 @@ def expression(rule) -> str:
         return "max(controlplane_workers_live)", ""
     if kind == "live_leaders":
         return "max(controlplane_workers_leading)", ""
+    if kind == "rules_in_error":
+        return "max(controlplane_alert_rules_in_error)", ""
     raise ValueError(f"no Prometheus form for indicator {kind}")
 
 
-ABSENT = {"backup_age_hours": 'absent(controlplane_backup_last_success_timestamp_seconds{{kind="{kind}"}})',
-          "live_workers": "absent(controlplane_workers_live)", "live_leaders": "absent(controlplane_workers_leading)"}
+MIGRATED = "controlplane_database_first_migrated_timestamp_seconds"
+
+
+def _backup_series(params: dict) -> str:
+    """The newest succeeded backup's time; `kind: full` counts full, manual and pre-migration."""
+    from .indicators import FULL_BACKUP_KINDS
+
+    kinds = FULL_BACKUP_KINDS if params["kind"] == "full" else (params["kind"],)
+    return f'controlplane_backup_last_success_timestamp_seconds{{kind=~"{"|".join(kinds)}"}}'
+
+
+def _backup_due_from(params: dict) -> str:
+    """The later of the newest backup and the first migration plus the grace, as the indicator
+    measures; the newest backup alone when the service does not say when it was migrated."""
+    backup, migrated = f"max({_backup_series(params)})", f"(max({MIGRATED}) + {params['grace_seconds']})"
+    return f"(({backup} > on() {migrated}) or on() {migrated} or on() {backup})"
+
+
+def _absent(rule) -> str | None:
+    """What "no data" is in Prometheus, for the rules whose no data is alerting."""
+    if rule.indicator == "backup_age_hours":
+        return f"absent({MIGRATED}) and on() absent({_backup_series(rule.params)})"
+    return {"live_workers": "absent(controlplane_workers_live)",
+            "live_leaders": "absent(controlplane_workers_leading)"}.get(rule.indicator)
 
 
 def prometheus_rule(rule) -> dict:
     value, extra = expression(rule)
     expr = f"{value} {rule.op} {rule.threshold:g}{extra}"
-    if rule.no_data == "alerting" and rule.indicator in ABSENT:
-        expr = f"({expr}) or {ABSENT[rule.indicator].format(**rule.params)}"
+    absent = _absent(rule) if rule.no_data == "alerting" else None
+    if absent:
+        expr = f"({expr}) or {absent}"
     out = {"alert": rule.name, "expr": expr}
     if rule.for_seconds:
         out["for"] = _duration(rule.for_seconds)
@@ -96,8 +121,10 @@ def _template(rule, text: str) -> str:
     Prometheus template (percent formats humanized as percentages)."""
     import re
 
+    from .rules import VALUE_FIELD
+
     text = re.sub(r"\{value:[^}]*%\}", "\x00PCT\x00", text)
-    text = re.sub(r"\{value(:[^}]*)?\}", "\x00NUM\x00", text)
+    text = VALUE_FIELD.sub("\x00NUM\x00", text)
     try:
         text = text.format(threshold=rule.threshold, window=rule.params.get("window", ""), rule=rule.name,
                            **rule.labels)

@@ -2,7 +2,8 @@
 
     name                        the `indicator:` in rules.yaml
     params                      {param: (type, default)}; a default of REQUIRED must be given
-    measure(params, ctx)        the value now, or None when there is no data
+    measure(params, ctx)        the value now, None when there is no data, or STARTING_UP when
+                                a new install is too young to judge (the rule's state holds)
 
 Everything is read from shared tables (request_minutes, check_results, worker_heartbeats, the
 backup catalog, deployments) or the database server, so any instance evaluates the same values.
@@ -19,6 +20,9 @@ from ..extensions import db
 from ..timeutil import as_utc
 
 REQUIRED = object()
+STARTING_UP = object()  # a measurement that says "too early to judge either way"
+# Every backup kind that is a whole copy of the database: what `kind: full` means for backup age.
+FULL_BACKUP_KINDS = ("full", "manual", "pre-migration")
 
 
 @dataclass
@@ -170,15 +174,43 @@ class PoolSaturation(Indicator):
         return (busiest or 0) / capacity if capacity else None
 
 
+def first_migrated_at() -> datetime | None:
+    """When this database was first migrated (the `installation` row, migration 0020)."""
+    from .models import Installation
+
+    found = db.session.execute(select(Installation.first_migrated_at)).scalars().first()
+    return None if found is None else as_utc(found)
+
+
 class BackupAgeHours(Indicator):
+    """Hours since the later of the newest succeeded backup of `kind` and the first migration plus
+    `grace`: a new install is not late until `grace` plus the threshold have passed. `kind: full`
+    counts every whole copy (full, manual and pre-migration backups)."""
+
     name = "backup_age_hours"
-    params = {"kind": (str, "full")}
+    params = {"kind": (str, "full"), "grace": ("duration", "0s")}
+
+    def validate(self, params):
+        from ..backups.models import KINDS
+
+        out = super().validate(params)
+        if out["kind"] not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+        return out
 
     def measure(self, params, ctx):
-        from ..backups.status import latest
+        from ..backups.models import Backup
 
-        row = latest(params["kind"])
-        return None if row is None else (ctx.now - as_utc(row.finished_at)).total_seconds() / 3600
+        kinds = FULL_BACKUP_KINDS if params["kind"] == "full" else (params["kind"],)
+        newest = db.session.execute(select(func.max(Backup.finished_at)).where(
+            Backup.status == "succeeded", Backup.kind.in_(kinds))).scalar_one()
+        installed = first_migrated_at()
+        due_from = [as_utc(newest)] if newest is not None else []
+        if installed is not None:
+            due_from.append(installed + timedelta(seconds=params["grace_seconds"]))
+        if not due_from:
+            return None
+        return max(0.0, (ctx.now - max(due_from)).total_seconds() / 3600)
 
 
 class RestoreDrillFailed(Indicator):
@@ -242,14 +274,25 @@ class CheckUnhealthy(Indicator):
 
 
 class LiveWorkers(Indicator):
+    """Workers with a fresh heartbeat. On a new install that no worker has joined yet, for
+    `startup_grace` after the first migration, it is too early to judge (a worker still booting
+    is not a dead one); after that, none is none."""
+
     name = "live_workers"
+    params = {"startup_grace": ("duration", "10m")}
     leaders_only = False
 
     def measure(self, params, ctx):
+        from ..jobs.models import WorkerHeartbeat
         from ..jobs.records import live_worker_counts
 
         live, leading = live_worker_counts(ctx.settings.worker_stale_seconds, ctx.now)
-        return float(leading if self.leaders_only else live)
+        count = leading if self.leaders_only else live
+        if count == 0 and db.session.execute(select(WorkerHeartbeat.instance).limit(1)).first() is None:
+            installed = first_migrated_at()
+            if installed is not None and ctx.now - installed < timedelta(seconds=params["startup_grace_seconds"]):
+                return STARTING_UP
+        return float(count)
 
 
 class LiveLeaders(LiveWorkers):
@@ -257,7 +300,22 @@ class LiveLeaders(LiveWorkers):
     leaders_only = True
 
 
+def rules_in_error() -> int:
+    """How many alert rules cannot be evaluated (their indicator raised on their last pass)."""
+    from .models import AlertState
+
+    return db.session.execute(select(func.count()).select_from(AlertState)
+                              .where(AlertState.error.is_not(None))).scalar_one()
+
+
+class RulesInError(Indicator):
+    name = "rules_in_error"
+
+    def measure(self, params, ctx):
+        return float(rules_in_error())
+
+
 INDICATORS = {cls.name: cls() for cls in (
     HttpErrorRatio, SlowRequestRatio, BurnRate, DbConnectionsRatio, PoolSaturation, BackupAgeHours,
     RestoreDrillFailed, DeploymentFailed, OutboxOldestAge, StatusNotifyBacklog, CheckUnhealthy, LiveWorkers,
-    LiveLeaders)}
+    LiveLeaders, RulesInError)}

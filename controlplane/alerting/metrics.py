@@ -1,6 +1,13 @@
 """What the rules measure, as metrics too: the Prometheus export and the dashboards read these."""
 from __future__ import annotations
 
+from prometheus_client import Counter
+
+# Counted where evaluation runs (the leader worker); every shipped rule has a series from the
+# first scrape on, so a dashboard or rate() sees 0 rather than nothing.
+RULE_ERRORS = Counter("controlplane_alert_rule_errors_total",
+                      "Evaluations of an alert rule that failed (its indicator raised).", ["rule"])
+
 
 def alerting_families():
     from flask import current_app
@@ -11,6 +18,7 @@ def alerting_families():
     from ..health.kinds.database import server_connections
     from ..jobs.records import live_worker_counts
     from .deployments import last_finished
+    from .indicators import first_migrated_at, rules_in_error
     from .models import AlertState
 
     connections = GaugeMetricFamily("controlplane_db_connections", "Connections open on the PostgreSQL server.")
@@ -43,3 +51,17 @@ def alerting_families():
     for rule in db.session.execute(select(AlertState.rule).where(AlertState.state == "firing")).scalars():
         firing.add_metric([rule], 1.0)
     yield firing
+
+    for rule in current_app.extensions["controlplane.alert_rules"].rules:
+        RULE_ERRORS.labels(rule=rule.name)
+    in_error = GaugeMetricFamily("controlplane_alert_rules_in_error",
+                                 "Alert rules that cannot be evaluated (their indicator raised on the last pass).")
+    in_error.add_metric([], float(rules_in_error()))
+    yield in_error
+
+    installed = first_migrated_at()
+    migrated = GaugeMetricFamily("controlplane_database_first_migrated_timestamp_seconds",
+                                 "When this database was first migrated: a new install's backups are due from then.")
+    if installed is not None:
+        migrated.add_metric([], installed.timestamp())
+    yield migrated

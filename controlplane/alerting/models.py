@@ -22,8 +22,22 @@ class AlertState(db.Model):
     last_value: Mapped[float | None] = mapped_column(Float)
     last_evaluated_at = mapped_column(UTCDateTime)
     last_notified_at = mapped_column(UTCDateTime)
+    # Why the rule's indicator could not measure (None when it can): the rule is in error and
+    # keeps its alert state until it measures again; AlertRuleFailing pages about it.
+    error: Mapped[str | None] = mapped_column(Text)
+    error_since = mapped_column(UTCDateTime)
 
     __table_args__ = (UniqueConstraint("rule", "labels_key", name="uq_alert_states_rule_labels"),)
+
+
+class Installation(db.Model):
+    """One row: when this database was first migrated. A new install is measured from it (the
+    backup-age and worker rules), so a fresh start pages nobody."""
+
+    __tablename__ = "installation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    first_migrated_at = mapped_column(UTCDateTime, nullable=False)
 
 
 class AlertEvent(db.Model):

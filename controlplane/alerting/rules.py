@@ -1,6 +1,7 @@
 """Loading and validating `alerts/rules.yaml`. Every error names the rule and the field."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,8 @@ NO_DATA = ("ok", "alerting", "keep")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+VALUE_FIELD = re.compile(r"\{value(:[^{}]*)?\}")  # {value}, {value:.1%}, ... in an annotation
+NO_DATA_TEXT = "no data"
 RULE_FIELDS = {"name", "indicator", "params", "op", "threshold", "resolve_threshold", "for", "keep_firing_for",
                "no_data", "labels", "annotations", "status_component", "open_incident"}
 
@@ -61,8 +64,12 @@ class Rule:
         return self.labels["severity"]
 
     def render(self, key: str, value: float | None) -> str:
+        """An annotation with the value and the rule's figures filled in; without a value (no
+        data, or not a number) the value reads "no data", never nan."""
         template = self.annotations.get(key, "")
-        context = {"value": value if value is not None else float("nan"), "threshold": self.threshold,
+        if value is None or math.isnan(value):
+            template = VALUE_FIELD.sub(NO_DATA_TEXT, template)
+        context = {"value": value, "threshold": self.threshold,
                    "window": self.params.get("window", ""), "rule": self.name, **self.labels}
         try:
             return template.format(**context)

@@ -104,18 +104,9 @@ def expire_silence_view(silence_id: int):
 @silences_bp.get("/alerts")
 @requires("read", allow_users=True)
 def list_alerts():
-    from .models import AlertState
+    from .engine import current_states
 
-    states = {s.rule: s for s in db.session.execute(select(AlertState)).scalars()}
-    out = []
-    for rule in current_app.extensions["controlplane.alert_rules"].rules:
-        state = states.get(rule.name)
-        out.append({"rule": rule.name, "severity": rule.severity, "indicator": rule.indicator,
-                    "threshold": rule.threshold, "op": rule.op, "state": state.state if state else "inactive",
-                    "value": state.last_value if state else None,
-                    "fired_at": isoformat(state.fired_at) if state else None,
-                    "summary": rule.render("summary", state.last_value if state else None)})
-    return success(out)
+    return success(current_states(current_app.extensions["controlplane.alert_rules"]))
 
 
 @silences_bp.get("/alerts/history")
