@@ -47,6 +47,10 @@ def post_worker_init(worker):
     health = _extension(worker, "controlplane.health")
     if health:
         health.lifecycle.chain_sigterm()
+    # Watches the alert engine from every web process (pages AlertingStalled when it stops).
+    watcher = _extension(worker, "controlplane.alert_watcher")
+    if watcher:
+        watcher.start()
 
 
 def worker_exit(server, worker):

@@ -15,6 +15,8 @@ from sqlalchemy import event
 from .errors import register_error_handlers
 from .extensions import db, migrate
 from .alerting import init_alerting
+from .alerting.channels import init_channels
+from .alerting.watcher import init_watcher
 from .backups import init_backups
 from .status import init_status
 from .gateway import init_gateway
@@ -64,6 +66,8 @@ def create_app(overrides: Mapping[str, str] | None = None, *, span_exporter=None
     init_gateway(app)
     init_backups(app)
     init_alerting(app)
+    init_channels(app)
+    init_watcher(app)  # started by gunicorn.conf.py, never here
     init_status(app)
     _import_models()
     return app

@@ -180,6 +180,8 @@ class Settings:
     worker_stale_seconds: float
     leader_poll_seconds: float
     drain_seconds: float
+    # `controlplane worker` serves its own /metrics here (0: not at all); see telemetry/worker_metrics.py.
+    worker_metrics_port: int = 9091
 
     backup_engine: str = "auto"
     backup_storage: str = "local"
@@ -205,6 +207,11 @@ class Settings:
     pagerduty_events_url: str = "https://events.pagerduty.com"
     alert_resolve_repeats: int = 2
     alert_repeat_seconds: float = 4 * 3600
+    # Web instances page AlertingStalled when no evaluation completed for this long (default:
+    # 120 s, or four evaluation intervals when those are longer).
+    alert_watchdog_seconds: float = 120.0
+    # Pinged after each completed evaluation (healthchecks.io, Dead Man's Snitch); unset: no ping.
+    alert_heartbeat_url: str | None = None
     grafana_url: str | None = None
     alert_webhook_url: str | None = None
     alert_webhook_secret: str | None = None
@@ -236,7 +243,7 @@ class Settings:
         """Settings safe to print: secrets are shown only as set / unset."""
         hidden = {"jwt_secret", "jwt_secret_previous", "api_key_salt", "api_key_salt_previous",
                   "backup_encryption_key", "backup_encryption_keys_previous", "pagerduty_routes", "alert_webhook_secret",
-                  "postal_api_key", "sentry_dsn"}
+                  "postal_api_key", "sentry_dsn", "alert_heartbeat_url"}
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -299,6 +306,8 @@ class Settings:
             status_email_from=env.str("STATUS_EMAIL_FROM") or "status@mailgoat.local",
             status_export_prefix=(env.str("STATUS_EXPORT_PREFIX") or "").strip("/") or None,
             alert_evaluation_seconds=env.float("ALERT_EVALUATION_SECONDS", 15.0, minimum=1.0),
+            alert_watchdog_seconds=_watchdog_seconds(env),
+            alert_heartbeat_url=_optional_url(env, "ALERT_HEARTBEAT_URL"),
             backup_wal_seal_seconds=env.float("BACKUP_WAL_SEAL_SECONDS", 60.0, minimum=1.0),
             backup_drill_weekday=env.choice("BACKUP_DRILL_WEEKDAY", ("mon", "tue", "wed", "thu", "fri", "sat", "sun"), "sun"),
             database_url=database_url,
@@ -365,6 +374,7 @@ class Settings:
             worker_stale_seconds=env.float("WORKER_STALE_SECONDS", 60.0, minimum=1),
             leader_poll_seconds=env.float("LEADER_POLL_SECONDS", 5.0, minimum=0.1),
             drain_seconds=env.float("DRAIN_SECONDS", 5.0, minimum=0),
+            worker_metrics_port=_port(env, "WORKER_METRICS_PORT", 9091),
             generated_secrets=tuple(generated),
         )
 
@@ -451,6 +461,23 @@ def _pagerduty_routes(env: Env) -> dict:
             route = "default" if name == "PAGERDUTY_ROUTING_KEY" else name[len("PAGERDUTY_ROUTING_KEY_"):].lower()
             routes[route] = value
     return routes
+
+
+def _watchdog_seconds(env: Env) -> float:
+    """ALERT_WATCHDOG_SECONDS: at least two evaluation intervals, or every slow pass would page."""
+    interval = env.float("ALERT_EVALUATION_SECONDS", 15.0, minimum=1.0)
+    seconds = env.float("ALERT_WATCHDOG_SECONDS", max(120.0, 4 * interval), minimum=1.0)
+    if seconds < 2 * interval:
+        raise SettingsError(f"ALERT_WATCHDOG_SECONDS must be at least twice ALERT_EVALUATION_SECONDS "
+                            f"({2 * interval:g}), got {seconds:g}")
+    return seconds
+
+
+def _port(env: Env, name: str, default: int) -> int:
+    port = env.int(name, default, minimum=0)
+    if port > 65535:
+        raise SettingsError(f"{name} must be a TCP port (1-65535, or 0 for off), got {port}")
+    return port
 
 
 def _time_of_day(env: Env, name: str, default: str) -> tuple[int, int]:

@@ -44,6 +44,11 @@ class PagerDutyDouble:
     def sender(self) -> PagerDutySender:
         return PagerDutySender("https://events.pagerduty.com", transport=httpx2.MockTransport(self))
 
+    def attach(self, app):
+        """The app's one PagerDuty sender, answering through this double."""
+        app.extensions["controlplane.pagerduty"] = self.sender()
+        return app
+
 
 @pytest.fixture
 def pd():
@@ -59,8 +64,8 @@ def rule(**overrides):
     return parse_rules({"rules": [doc]}).rules[0]
 
 
-def pd_app(make_app, **env):
-    return make_app(PAGERDUTY_ROUTING_KEY=KEY, GRAFANA_URL="https://grafana.example", **env)
+def pd_app(make_app, pd, **env):
+    return pd.attach(make_app(PAGERDUTY_ROUTING_KEY=KEY, GRAFANA_URL="https://grafana.example", **env))
 
 
 def queue(app, name="firing", value=0.2, at=NOW, the_rule=None):
@@ -70,9 +75,9 @@ def queue(app, name="firing", value=0.2, at=NOW, the_rule=None):
         return rows[0].id if rows else None
 
 
-def run(app, pd, at=NOW) -> int:
+def run(app, at=NOW) -> int:
     with app.app_context():
-        return send_due(app.extensions["controlplane.settings"], pd.sender(), at)
+        return send_due(app.extensions["controlplane.settings"], at)
 
 
 def notification(app, row_id) -> AlertNotification:
@@ -82,9 +87,9 @@ def notification(app, row_id) -> AlertNotification:
 
 
 def test_a_trigger_carries_what_on_call_needs(make_app, pd):
-    app = pd_app(make_app)
+    app = pd_app(make_app, pd)
     row_id = queue(app)
-    assert run(app, pd) == 1
+    assert run(app) == 1
     (event,) = pd.events
     assert event["url"] == "https://events.pagerduty.com/v2/enqueue"
     assert event["routing_key"] == KEY and event["event_action"] == "trigger"
@@ -109,53 +114,53 @@ def test_the_dedup_key_survives_config_edits():
 
 @pytest.mark.parametrize("failure", [429, 500, 503, httpx2.ConnectError("connection refused")])
 def test_429_5xx_and_network_errors_are_retried_later_without_blocking(make_app, pd, failure):
-    app = pd_app(make_app)
+    app = pd_app(make_app, pd)
     row_id = queue(app)
     pd.answers = [failure]
-    assert run(app, pd) == 1
+    assert run(app) == 1
     row = notification(app, row_id)
     assert row.state == "pending" and row.attempts == 1 and as_utc(row.next_attempt_at) > NOW and row.last_error
-    assert run(app, pd) == 0  # not due yet: nothing is sent twice in a run
-    assert run(app, pd, at=NOW + timedelta(minutes=1)) == 1
+    assert run(app) == 0  # not due yet: nothing is sent twice in a run
+    assert run(app, at=NOW + timedelta(minutes=1)) == 1
     assert notification(app, row_id).state == "sent"
 
 
 def test_a_400_is_recorded_and_never_retried(make_app, pd):
-    app = pd_app(make_app)
+    app = pd_app(make_app, pd)
     row_id = queue(app)
     pd.answers = [400]
-    run(app, pd)
+    run(app)
     row = notification(app, row_id)
     assert row.state == "failed" and "refused" in row.last_error
-    assert run(app, pd, at=NOW + timedelta(hours=1)) == 0 and len(pd.events) == 1
+    assert run(app, at=NOW + timedelta(hours=1)) == 0 and len(pd.events) == 1
 
 
 def test_resolves_are_sent_again_a_few_times(make_app, pd):
-    app = pd_app(make_app)
+    app = pd_app(make_app, pd)
     queue(app, "resolved", value=0.0)
     for minute in range(5):
-        run(app, pd, at=NOW + timedelta(minutes=minute))
+        run(app, at=NOW + timedelta(minutes=minute))
     assert [e["event_action"] for e in pd.events] == ["resolve"] * 3
     assert all("payload" not in e for e in pd.events)
 
 
 def test_at_most_120_events_a_minute_per_routing_key(make_app, pd):
-    app = pd_app(make_app)
+    app = pd_app(make_app, pd)
     for _ in range(125):
         queue(app)
     with app.app_context():
         settings = app.extensions["controlplane.settings"]
-        while send_due(settings, pd.sender(), NOW):
+        while send_due(settings, NOW):
             pass
     assert len(pd.events) == 120
-    run(app, pd, at=NOW + timedelta(seconds=61))
+    run(app, at=NOW + timedelta(seconds=61))
     assert len(pd.events) == 125
 
 
 def test_severity_routes_and_an_unconfigured_pagerduty_is_an_explicit_no_op(make_app, pd):
-    app = make_app(PAGERDUTY_ROUTING_KEY=KEY, PAGERDUTY_ROUTING_KEY_WARNING="w" * 32)
+    app = pd.attach(make_app(PAGERDUTY_ROUTING_KEY=KEY, PAGERDUTY_ROUTING_KEY_WARNING="w" * 32))
     queue(app, the_rule=rule(labels={"severity": "warning"}))
-    run(app, pd)
+    run(app)
     assert pd.events[0]["routing_key"] == "w" * 32
     quiet = make_app()
     assert queue(quiet) is None
@@ -169,7 +174,7 @@ def test_real_5xx_traffic_pages_then_resolves(make_app, pd, tmp_path):
         "name": "HighErrorRate", "indicator": "http_error_ratio", "params": {"window": "5m", "min_requests": 10},
         "op": ">", "threshold": 0.01, "for": "30s", "labels": {"severity": "critical"},
         "annotations": {"summary": "5xx ratio {value:.0%}"}}]}))
-    app = pd_app(make_app, ALERT_RULES_FILE=str(rules_file), **POSTAL_DOWN)
+    app = pd_app(make_app, pd, ALERT_RULES_FILE=str(rules_file), **POSTAL_DOWN)
     serve_traffic(app, ok=21, failing=5)
     settings, rules = app.extensions["controlplane.settings"], app.extensions["controlplane.alert_rules"]
     start = datetime.now(timezone.utc)
@@ -177,13 +182,13 @@ def test_real_5xx_traffic_pages_then_resolves(make_app, pd, tmp_path):
         app.extensions["controlplane.request_stats"].flush()
         for seconds in (0, 15, 30, 45):  # the leader's 15 s cadence
             evaluate(settings, rules, start + timedelta(seconds=seconds))
-            send_due(settings, pd.sender(), start + timedelta(seconds=seconds))
+            send_due(settings, start + timedelta(seconds=seconds))
         assert [e["event_action"] for e in pd.events] == ["trigger"]
         assert pd.events[0]["payload"]["summary"] == "5xx ratio 19%"  # 5 of 26 requests
         # The errors stop (and age out of the window): resolved, and the resolve reaches PagerDuty.
         later = start + timedelta(minutes=6)
         evaluate(settings, rules, later)
-        send_due(settings, pd.sender(), later)
+        send_due(settings, later)
         assert [e["event_action"] for e in pd.events] == ["trigger", "resolve"]
         assert pd.events[0]["dedup_key"] == pd.events[1]["dedup_key"]
         states = db.session.execute(select(AlertNotification.action, AlertNotification.state)).all()
@@ -191,7 +196,7 @@ def test_real_5xx_traffic_pages_then_resolves(make_app, pd, tmp_path):
 
 
 def test_deployments_record_failures_for_the_rules_and_send_successes_as_change_events(make_app, pd):
-    app = pd_app(make_app)
+    app = pd_app(make_app, pd)
     client = app.test_client()
     headers = {"X-Server-API-Key": new_key(app, "admin")}
     started = client.post("/api/v1/deployments", json={"version": "1.4.0", "commit": "abc123"}, headers=headers)
@@ -199,7 +204,7 @@ def test_deployments_record_failures_for_the_rules_and_send_successes_as_change_
     deployment_id = started.get_json()["data"]["id"]
     done = client.post("/api/v1/deployments", json={"id": deployment_id, "status": "succeeded"}, headers=headers)
     assert done.status_code == 200 and done.get_json()["data"]["version"] == "1.4.0"
-    run(app, pd, at=datetime.now(timezone.utc) + timedelta(seconds=1))
+    run(app, at=datetime.now(timezone.utc) + timedelta(seconds=1))
     (change,) = pd.events
     assert change["url"].endswith("/v2/change/enqueue") and change["payload"]["summary"] == "Deployed 1.4.0"
     # A failed deploy fires DeploymentFailed on the next evaluation; nothing else about it pages.
@@ -237,7 +242,7 @@ def test_db_upgrade_records_the_migration(make_app, base_env):
 def test_silences_and_maintenance_suppress_pages_but_not_state(make_app, pd):
     from controlplane.alerting.silences import create_silence
 
-    app = pd_app(make_app)
+    app = pd_app(make_app, pd)
     with app.app_context():
         create_silence({"alertname": "HighErrorRate"}, NOW - timedelta(minutes=1), NOW + timedelta(hours=1),
                        "ops", "known incident")
@@ -286,29 +291,31 @@ def test_silence_api_and_cli(make_app, base_env):
 def test_long_firing_alerts_page_again_after_the_repeat_interval(make_app, pd, tmp_path):
     rules_file = tmp_path / "rules.yaml"
     rules_file.write_text(yaml.safe_dump({"rules": [{
-        "name": "NoLiveWorker", "indicator": "live_workers", "op": "<", "threshold": 1, "for": "0s",
+        "name": "NoLiveWorker", "indicator": "live_workers", "params": {"startup_grace": "0s"}, "op": "<",
+        "threshold": 1, "for": "0s",
         "labels": {"severity": "critical"}, "annotations": {"summary": "no worker"}}]}))
-    app = pd_app(make_app, ALERT_RULES_FILE=str(rules_file), ALERT_REPEAT_SECONDS="3600")
+    app = pd_app(make_app, pd, ALERT_RULES_FILE=str(rules_file), ALERT_REPEAT_SECONDS="3600")
     settings, rules = app.extensions["controlplane.settings"], app.extensions["controlplane.alert_rules"]
+    # After the install's start-up grace (live_workers does not judge a new install's first minutes).
+    start = datetime.now(timezone.utc) + timedelta(hours=1)
     with app.app_context():
         for minutes in (0, 30, 61, 90, 122):
-            evaluate(settings, rules, NOW + timedelta(minutes=minutes))
+            evaluate(settings, rules, start + timedelta(minutes=minutes))
         actions = db.session.execute(select(AlertNotification.action, AlertNotification.created_at)
                                      .order_by(AlertNotification.id)).all()
     assert [a for a, _ in actions] == ["trigger", "trigger", "trigger"]
-    assert [as_utc(at) - NOW for _, at in actions] == [timedelta(0), timedelta(minutes=61), timedelta(minutes=122)]
+    assert [as_utc(at) - start for _, at in actions] == [timedelta(0), timedelta(minutes=61), timedelta(minutes=122)]
 
 
 def test_alerts_test_sends_a_test_page(make_app, base_env, monkeypatch, pd):
     from click.testing import CliRunner
 
-    from controlplane.alerting import pagerduty
+    from controlplane import clikit
     from controlplane.cli import main
 
     make_app()
-    original = pagerduty.PagerDutySender.__init__
-    monkeypatch.setattr(pagerduty.PagerDutySender, "__init__",
-                        lambda self, url, transport=None, timeout=10.0: original(self, url, httpx2.MockTransport(pd)))
+    build_app = clikit.build_app  # the command's app gets this double as its PagerDuty sender
+    monkeypatch.setattr(clikit, "build_app", lambda **kwargs: pd.attach(build_app(**kwargs)))
     env = {**base_env, "PAGERDUTY_ROUTING_KEY": KEY}
     result = CliRunner().invoke(main, ["alerts", "test", "BackupMissing"], env=env)
     assert result.exit_code == 0, result.output
@@ -328,7 +335,7 @@ def test_the_signed_webhook_channel(make_app, pd):
     try:
         app = make_app(ALERT_WEBHOOK_URL=receiver.url, ALERT_WEBHOOK_SECRET="s3cret", WEBHOOK_ALLOW_PRIVATE_TARGETS="true")
         queue(app)
-        run(app, pd)
+        run(app)
         (hit,) = receiver.received
         document = json.loads(hit["body"])
         assert document["type"] == "alert.trigger" and document["rule"] == "HighErrorRate"
@@ -337,10 +344,10 @@ def test_the_signed_webhook_channel(make_app, pd):
         assert hit["headers"]["X-MailGoat-Signature"] == expected and hit["headers"]["X-MailGoat-Timestamp"]
         receiver.status = 503  # retried later; a 404 would be recorded as permanent
         row_id = queue(app, "resolved")
-        run(app, pd)
+        run(app)
         assert notification(app, row_id).state == "pending"
         receiver.status = 404
-        run(app, pd, at=NOW + timedelta(hours=1))
+        run(app, at=NOW + timedelta(hours=1))
         assert notification(app, row_id).state == "failed"
     finally:
         receiver.stop()
@@ -351,7 +358,7 @@ def test_the_email_channel_goes_through_our_gateway(make_app, pd):
 
     app = make_app(ALERT_EMAIL_TO="oncall@example.com, lead@example.com", ALERT_EMAIL_FROM="alerts@mailgoat.dev")
     row_id = queue(app)
-    run(app, pd)
+    run(app)
     assert notification(app, row_id).state == "sent"
     with app.app_context():
         (message,) = db.session.execute(select(Message)).scalars().all()
@@ -374,9 +381,78 @@ def test_the_email_channel_falls_back_to_smtp_when_postal_is_not_usable(make_app
             db.session.commit()
         app.extensions["controlplane.health"].cache.refresh()
         queue(app)
-        run(app, pd)
+        run(app)
         (mail,) = smtp.messages
         assert mail["to"] == ["oncall@example.com"]
         assert mail["message"]["Subject"].startswith("[FIRING] HighErrorRate")
     finally:
         smtp.stop()
+
+
+HTTP_EVENTS_URL = {"PAGERDUTY_ROUTING_KEY": KEY, "PAGERDUTY_EVENTS_URL": "http://events.pagerduty.example"}
+
+
+def test_alerts_test_with_an_http_events_url_is_one_line_and_exit_1(make_app, base_env):
+    from click.testing import CliRunner
+
+    from controlplane.cli import main
+
+    make_app()
+    result = CliRunner().invoke(main, ["alerts", "test", "BackupMissing"], env={**base_env, **HTTP_EVENTS_URL})
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert errors == ["Error: channel pagerduty: PAGERDUTY_EVENTS_URL must be an https:// URL, "
+                      "got 'http://events.pagerduty.example'"]
+
+
+def test_alerts_test_names_an_unreachable_smtp_host_and_a_webhook_that_is_not_https(make_app, base_env):
+    from click.testing import CliRunner
+
+    from controlplane.cli import main
+
+    make_app()
+    env = {**base_env, "PAGERDUTY_ROUTING_KEY": KEY, "ALERT_EMAIL_TO": "oncall@example.com",
+           "SMTP_HOST": "127.0.0.1:9", "ALERT_WEBHOOK_URL": "http://hooks.example/alerts"}
+    result = CliRunner().invoke(main, ["alerts", "test", "BackupMissing"], env=env)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    (error,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert "channel webhook: ALERT_WEBHOOK_URL must be an https:// URL" in error
+    assert "channel email: SMTP_HOST 127.0.0.1:9 is unreachable" in error
+
+
+def test_a_rule_without_a_routing_key_is_a_channel_problem(make_app):
+    app = make_app(PAGERDUTY_ROUTING_KEY_CRITICAL=KEY)  # no default: warning rules route nowhere
+    problem = app.extensions["controlplane.channel_problems"]["pagerduty"]
+    assert problem.startswith("no routing key for rule(s) ") and "PAGERDUTY_ROUTING_KEY" in problem
+
+
+def test_the_notify_job_holds_pages_for_a_misconfigured_channel_and_says_so_once(make_app, pd, caplog):
+    from controlplane.jobs import Worker, _notify_alerts
+
+    app = pd.attach(make_app(**HTTP_EVENTS_URL))
+    row_id = queue(app)
+    worker = Worker(app)
+    try:
+        with caplog.at_level("ERROR", logger="controlplane.alerting"):
+            for _ in range(3):  # the job runs every 5 s: it must neither raise nor log each time
+                with app.app_context():
+                    _notify_alerts(worker)
+    finally:
+        worker.leader.release()
+    held = notification(app, row_id)
+    assert held.state == "pending" and held.attempts == 0
+    assert held.last_error == "PAGERDUTY_EVENTS_URL must be an https:// URL, got 'http://events.pagerduty.example'"
+    assert [r.getMessage() for r in caplog.records].count("notification held: its channel cannot work") == 1
+    assert pd.events == []
+    # Fixed configuration (a restart): the held page goes out.
+    fixed = pd.attach(make_app(PAGERDUTY_ROUTING_KEY=KEY))
+    run(fixed, at=datetime.now(timezone.utc) + timedelta(minutes=2))
+    assert notification(fixed, row_id).state == "sent" and len(pd.events) == 1
+
+
+def test_misconfigured_channels_show_in_metrics(make_app):
+    app = make_app(**HTTP_EVENTS_URL)
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    assert 'controlplane_alert_channel_misconfigured{channel="pagerduty"} 1.0' in text
+    assert 'controlplane_alert_channel_misconfigured{channel="webhook"} 0.0' in text

@@ -14,7 +14,7 @@ def doc(**check):
 
 def test_shipped_checks_file_is_valid_and_covers_every_kind():
     config = load_checks(SHIPPED)
-    assert {spec.kind for spec in config.checks} == {"database", "postal", "redis", "disk", "migrations", "worker"}
+    assert {spec.kind for spec in config.checks} == {"database", "postal", "redis", "disk", "migrations", "worker", "alerting"}
     assert {spec.name for spec in config.checks if spec.hard} == {"database", "migrations"}
     assert all(spec.component for spec in config.checks)
 
@@ -68,7 +68,7 @@ def test_cli_validate_exits_2_with_the_message(tmp_path):
 def test_cli_validate_accepts_the_shipped_file():
     result = CliRunner().invoke(main, ["checks", "validate"])
     assert result.exit_code == 0, result.output
-    assert "6 checks" in result.output
+    assert "7 checks" in result.output
 
 
 def test_app_refuses_to_start_with_an_invalid_checks_file(tmp_path, make_app):

@@ -49,7 +49,8 @@ def test_health_reports_the_contract_shape(app, client):
     assert body["status"] == "healthy"
     assert isinstance(body["uptime"], int)
     assert body["checks"] == {"database": "healthy", "migrations": "healthy", "postal": "unconfigured",
-                              "redis": "unconfigured", "disk": "healthy", "worker": "healthy"}
+                              "redis": "unconfigured", "disk": "healthy", "worker": "healthy",
+                              "alerting": "healthy"}
     for detail in body["details"].values():
         assert set(detail) == DETAIL_FIELDS
     database = body["details"]["database"]

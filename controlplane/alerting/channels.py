@@ -1,6 +1,14 @@
-"""Notifier channels besides PagerDuty. Contract: `send(row, settings) -> Outcome` (ok, permanent,
-error), one attempt; the outbox retries. Registry: CHANNELS (pagerduty is added by notifications).
+"""Notifier channels, one registry: CHANNELS. Contract of each channel:
 
+- `route(rule, settings) -> str | None`: where a rule's notifications go on this channel (None:
+  not configured for it, an explicit no-op);
+- `problem(settings, rules) -> str | None`: why the channel cannot work, known without a network
+  call (checked at start-up; the outbox holds its notifications meanwhile);
+- `probe(settings) -> str | None`: the same, found over the network (health check, `alerts test`);
+- `send(row, settings) -> Outcome` (ok, permanent, error): one attempt; the outbox retries.
+
+- pagerduty: PagerDuty Events API v2 through the app's one PagerDutySender
+  (`app.extensions["controlplane.pagerduty"]`, built once; tests replace it there).
 - webhook: a JSON POST to ALERT_WEBHOOK_URL signed like subscriber webhooks (HMAC-SHA256 over the
   body with ALERT_WEBHOOK_SECRET, a timestamp header), through the same SSRF-guarded chokepoint.
 - email: to ALERT_EMAIL_TO through our own gateway (a message in the outbox, delivered by the
@@ -12,13 +20,15 @@ from __future__ import annotations
 import json
 import logging
 import smtplib
+import socket
 from email.message import EmailMessage
 
 from ..timeutil import isoformat
-from .pagerduty import Outcome
+from .pagerduty import EVENTS_PER_MINUTE, Outcome, PagerDutySender
 
 log = logging.getLogger("controlplane.alerting")
 SYSTEM_KEY_NAME = "alerting (system)"
+PROBE_TIMEOUT_SECONDS = 3
 
 
 def _subject(row, body: dict) -> str:
@@ -33,12 +43,76 @@ def _document(row) -> dict:
             "created_at": isoformat(row.created_at)}
 
 
-class WebhookChannel:
-    name = "webhook"
+def route_for(rule, settings) -> str | None:
+    """A rule's `pagerduty_route` label, else its severity, else the default; None: unconfigured."""
+    routes = settings.pagerduty_routes
+    for name in (rule.labels.get("pagerduty_route"), rule.severity, "default"):
+        if name and name in routes:
+            return name
+    return None
+
+
+class PagerDutyChannel:
+    name = "pagerduty"
+    per_minute = EVENTS_PER_MINUTE  # per routing key: PagerDuty's own limit
 
     @staticmethod
-    def configured(settings) -> bool:
-        return bool(settings.alert_webhook_url)
+    def route(rule, settings) -> str | None:
+        return route_for(rule, settings)
+
+    @staticmethod
+    def problem(settings, rules) -> str | None:
+        if not settings.pagerduty_routes:
+            return None  # unconfigured: nothing pages, and /health and `config` say so
+        events_url_problem = PagerDutySender.url_problem(settings.pagerduty_events_url)
+        if events_url_problem:
+            return events_url_problem
+        unrouted = [rule.name for rule in rules.rules if route_for(rule, settings) is None]
+        if unrouted:
+            return (f"no routing key for rule(s) {', '.join(unrouted)}: set PAGERDUTY_ROUTING_KEY (the default) "
+                    f"or PAGERDUTY_ROUTING_KEY_<ROUTE> for their pagerduty_route label or severity")
+        return None
+
+    @staticmethod
+    def probe(settings) -> str | None:
+        return None  # a reachability probe would have to send an event
+
+    def send(self, row, settings) -> Outcome:
+        from flask import current_app
+
+        key = settings.pagerduty_routes.get(row.route)
+        if key is None:
+            return Outcome(False, permanent=True, error=f"routing key for route {row.route!r} is no longer configured")
+        sender = current_app.extensions["controlplane.pagerduty"]
+        return sender.send(key, row.action, row.dedup_key, json.loads(row.payload) or None)
+
+
+class WebhookChannel:
+    name = "webhook"
+    per_minute = None
+
+    @staticmethod
+    def route(rule, settings) -> str | None:
+        return "webhook" if settings.alert_webhook_url else None
+
+    @staticmethod
+    def problem(settings, rules) -> str | None:
+        url = settings.alert_webhook_url
+        if url and not url.startswith("https://") and not settings.webhook_allow_private_targets:
+            return f"ALERT_WEBHOOK_URL must be an https:// URL, got {url!r}"
+        return None
+
+    @staticmethod
+    def probe(settings) -> str | None:
+        from ..events.ssrf import UnsafeTarget, check_url
+
+        if not settings.alert_webhook_url:
+            return None
+        try:
+            check_url(settings.alert_webhook_url, settings.webhook_allow_private_targets)
+        except UnsafeTarget as exc:
+            return f"ALERT_WEBHOOK_URL is refused by the SSRF guard: {exc}"
+        return None
 
     def send(self, row, settings) -> Outcome:
         from flask import current_app
@@ -59,10 +133,27 @@ class WebhookChannel:
 
 class EmailChannel:
     name = "email"
+    per_minute = None
 
     @staticmethod
-    def configured(settings) -> bool:
-        return bool(settings.alert_email_to)
+    def route(rule, settings) -> str | None:
+        return "email" if settings.alert_email_to else None
+
+    @staticmethod
+    def problem(settings, rules) -> str | None:
+        return None  # addresses are validated by the gateway when the mail is accepted
+
+    @staticmethod
+    def probe(settings) -> str | None:
+        """The SMTP fallback must be reachable: it is what still works when Postal does not."""
+        if not settings.alert_email_to or not settings.smtp_host:
+            return None
+        host, port = _smtp_address(settings.smtp_host)
+        try:
+            socket.create_connection((host, port), timeout=PROBE_TIMEOUT_SECONDS).close()
+        except OSError as exc:
+            return f"SMTP_HOST {settings.smtp_host} is unreachable: {exc.strerror or exc}"
+        return None
 
     def send(self, row, settings) -> Outcome:
         document = _document(row)
@@ -102,17 +193,53 @@ class EmailChannel:
 
     @staticmethod
     def _through_smtp(settings, subject: str, text: str) -> Outcome:
-        host, _, port = settings.smtp_host.partition(":")
+        host, port = _smtp_address(settings.smtp_host)
         message = EmailMessage()
         message["Subject"], message["From"], message["To"] = subject, settings.alert_email_from, ", ".join(
             settings.alert_email_to)
         message.set_content(text)
         try:
-            with smtplib.SMTP(host, int(port or 25), timeout=10) as smtp:
+            with smtplib.SMTP(host, port, timeout=10) as smtp:
                 smtp.send_message(message)
         except (OSError, smtplib.SMTPException) as exc:
             return Outcome(False, error=f"SMTP {settings.smtp_host}: {exc}")
         return Outcome(True)
 
 
-CHANNELS = {channel.name: channel for channel in (WebhookChannel(), EmailChannel())}
+def _smtp_address(smtp_host: str) -> tuple[str, int]:
+    host, _, port = smtp_host.partition(":")
+    return host, int(port or 25)
+
+
+CHANNELS = {channel.name: channel for channel in (PagerDutyChannel(), WebhookChannel(), EmailChannel())}
+
+
+def channel_problems(settings, rules) -> dict[str, str]:
+    """Channel name -> why it cannot work, from configuration alone (no network)."""
+    return {name: problem for name, channel in CHANNELS.items() if (problem := channel.problem(settings, rules))}
+
+
+def probed_channel_problems(settings, rules) -> dict[str, str]:
+    """channel_problems, plus what only the network tells (an unreachable SMTP host, a webhook
+    host the SSRF guard refuses)."""
+    problems = channel_problems(settings, rules)
+    for name, channel in CHANNELS.items():
+        if name not in problems and (problem := channel.probe(settings)):
+            problems[name] = problem
+    return problems
+
+
+def describe_problems(problems: dict[str, str]) -> str:
+    """One line: `channel pagerduty: ...; channel email: ...`."""
+    return "; ".join(f"channel {name}: {problem}" for name, problem in problems.items())
+
+
+def init_channels(app) -> None:
+    """One PagerDuty sender for the app (tests replace `controlplane.pagerduty`), and the channel
+    problems known from configuration, said once, loudly, at start-up."""
+    settings = app.extensions["controlplane.settings"]
+    app.extensions["controlplane.pagerduty"] = PagerDutySender(settings.pagerduty_events_url)
+    problems = channel_problems(settings, app.extensions["controlplane.alert_rules"])
+    app.extensions["controlplane.channel_problems"] = problems
+    for name, problem in problems.items():
+        log.error("alert channel %s cannot work: %s", name, problem, extra={"channel": name})

@@ -75,22 +75,27 @@ def alerts_history(app, limit):
 @click.argument("rule_name")
 @with_app
 def alerts_test(app, rule_name):
-    """Send a test page for RULE to its PagerDuty route now (resolve it in PagerDuty)."""
+    """Check every alert channel, then send a test page for RULE to its PagerDuty route now
+    (resolve it in PagerDuty). A channel that cannot work is one line and exit status 1."""
     from ..timeutil import utcnow
-    from .notifications import route_for
-    from .pagerduty import PagerDutySender, trigger_payload
+    from .channels import describe_problems, probed_channel_problems, route_for
+    from .pagerduty import trigger_payload
 
     settings = app.extensions["controlplane.settings"]
-    rule = app.extensions["controlplane.alert_rules"].get(rule_name)
+    rules = app.extensions["controlplane.alert_rules"]
+    rule = rules.get(rule_name)
     if rule is None:
         raise click.ClickException(f"no rule {rule_name!r} in {settings.alert_rules_file}")
+    problems = probed_channel_problems(settings, rules)
+    if problems:
+        raise click.ClickException(describe_problems(problems))
     route = route_for(rule, settings)
     if route is None:
         raise click.ClickException("PagerDuty is not configured: set PAGERDUTY_ROUTING_KEY")
     now = utcnow()
     payload = trigger_payload(rule, None, now, settings, settings.otel_service_name)
     payload["summary"] = f"[TEST] {rule.name}: a test page from controlplane alerts test"
-    outcome = PagerDutySender(settings.pagerduty_events_url).send(
+    outcome = app.extensions["controlplane.pagerduty"].send(
         settings.pagerduty_routes[route], "trigger", f"mailgoat-cp/test/{rule.name}/{int(now.timestamp())}", payload)
     if not outcome.ok:
         raise click.ClickException(f"the test page was not accepted: {outcome.error}")

@@ -1,5 +1,11 @@
 """The notification outbox: evaluation writes triggers and resolves in the same transaction as the
-state change (so a restart neither loses a page nor sends it twice); the notifier job sends them.
+state change (so a restart neither loses a page nor sends it twice); the notifier job sends them,
+each through its channel in the registry (channels.CHANNELS).
+
+A channel that cannot work (channels' `problem`, from configuration) holds its notifications
+rather than failing them: the reason is written on each row once, the row waits HOLD_SECONDS
+between looks, and it goes out once the configuration is fixed. /health and
+`controlplane_alert_channel_misconfigured` say so meanwhile.
 """
 from __future__ import annotations
 
@@ -8,25 +14,18 @@ import logging
 import random
 from datetime import datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import func, select
 
 from ..extensions import db
 from .channels import CHANNELS
 from .models import AlertNotification
-from .pagerduty import EVENTS_PER_MINUTE, dedup_key, trigger_payload
+from .pagerduty import dedup_key, trigger_payload
 
 log = logging.getLogger("controlplane.alerting")
 MAX_ATTEMPTS = 60  # with backoff capped at 10 minutes: about ten hours of trying
 REPEAT_SECONDS = 60
-
-
-def route_for(rule, settings) -> str | None:
-    """A rule's `pagerduty_route` label, else its severity, else the default; None: unconfigured."""
-    routes = settings.pagerduty_routes
-    for name in (rule.labels.get("pagerduty_route"), rule.severity, "default"):
-        if name and name in routes:
-            return name
-    return None
+HOLD_SECONDS = 60
 
 
 def enqueue(transition, settings) -> list[AlertNotification]:
@@ -45,9 +44,8 @@ def enqueue(transition, settings) -> list[AlertNotification]:
     payload = json.dumps(trigger_payload(transition.rule, transition.value, transition.at, settings,
                                          settings.otel_service_name)
                          if action == "trigger" else {"summary": f"{transition.rule.name} resolved"})
-    route = route_for(transition.rule, settings)
-    targets = ([("pagerduty", route)] if route else []) + [
-        (name, name) for name, channel in CHANNELS.items() if channel.configured(settings)]
+    targets = [(name, route) for name, channel in CHANNELS.items()
+               if (route := channel.route(transition.rule, settings)) is not None]
     rows = []
     for channel, target in targets:
         row = AlertNotification(channel=channel, rule=transition.rule.name, action=action,
@@ -62,7 +60,7 @@ def enqueue(transition, settings) -> list[AlertNotification]:
     return rows
 
 
-def send_due(settings, sender, now: datetime, limit: int = 50) -> int:
+def send_due(settings, now: datetime, limit: int = 50) -> int:
     """Send what is due, one attempt each; returns how many were attempted."""
     rows = db.session.execute(
         select(AlertNotification).where(AlertNotification.state == "pending", AlertNotification.next_attempt_at <= now)
@@ -71,25 +69,31 @@ def send_due(settings, sender, now: datetime, limit: int = 50) -> int:
     sent_recently = dict(db.session.execute(
         select(AlertNotification.route, func.count()).where(AlertNotification.sent_at > now - timedelta(minutes=1))
         .group_by(AlertNotification.route)).all())
+    problems = current_app.extensions["controlplane.channel_problems"]
     attempted = 0
     for row in rows:
-        if row.channel != "pagerduty":
-            attempted += 1
-            row.attempts += 1
-            _settle(row, CHANNELS[row.channel].send(row, settings), now, sent_recently)
+        channel = CHANNELS.get(row.channel)
+        problem = problems.get(row.channel) if channel else f"no channel {row.channel!r} in this version"
+        if problem:
+            _hold(row, problem, now)
             continue
-        key = settings.pagerduty_routes.get(row.route)
-        if key is None:
-            row.state, row.last_error = "failed", f"routing key for route {row.route!r} is no longer configured"
-            continue
-        if sent_recently.get(row.route, 0) >= EVENTS_PER_MINUTE:
-            row.next_attempt_at = now + timedelta(seconds=random.uniform(5, 15))  # PagerDuty's limit, kept
+        if channel.per_minute and sent_recently.get(row.route, 0) >= channel.per_minute:
+            row.next_attempt_at = now + timedelta(seconds=random.uniform(5, 15))  # the channel's limit, kept
             continue
         attempted += 1
         row.attempts += 1
-        _settle(row, sender.send(key, row.action, row.dedup_key, json.loads(row.payload) or None), now, sent_recently)
+        _settle(row, channel.send(row, settings), now, sent_recently)
     db.session.commit()
     return attempted
+
+
+def _hold(row: AlertNotification, problem: str, now: datetime) -> None:
+    """Keep a notification for a channel that cannot work; said once per notification."""
+    if row.last_error != problem:
+        log.error("notification held: its channel cannot work", extra={
+            "channel": row.channel, "rule": row.rule, "action": row.action, "error": problem})
+    row.last_error = problem
+    row.next_attempt_at = now + timedelta(seconds=HOLD_SECONDS)
 
 
 def _settle(row: AlertNotification, outcome, now: datetime, sent_recently: dict) -> None:

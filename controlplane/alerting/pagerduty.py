@@ -57,10 +57,20 @@ def dedup_key(rule: str, labels_key: str) -> str:
 
 
 class PagerDutySender:
+    """Built once per app (`app.extensions["controlplane.pagerduty"]`); `transport` is an httpx2
+    transport, which tests replace with a double."""
+
     def __init__(self, base_url: str, transport=None, timeout: float = 10.0):
         self.base_url = base_url
         self.transport = transport
         self.timeout = timeout
+
+    @staticmethod
+    def url_problem(base_url: str) -> str | None:
+        """Why the package would refuse this events URL (it raises UrlError for anything but https)."""
+        if not base_url.startswith("https://"):
+            return f"PAGERDUTY_EVENTS_URL must be an https:// URL, got {base_url!r}"
+        return None
 
     def _client(self, routing_key: str):
         import httpx2
@@ -77,6 +87,9 @@ class PagerDutySender:
         import httpx2
         import pagerduty
 
+        problem = self.url_problem(self.base_url)
+        if problem:  # held by the outbox before it gets here; a direct caller gets the reason
+            return Outcome(False, error=problem)
         client = self._client(routing_key)
         try:
             if action == "trigger":

@@ -16,6 +16,7 @@ from typing import Callable
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from ..extensions import db
+from ..telemetry.worker_metrics import serve_worker_metrics
 from ..timeutil import utcnow
 from .leader import LeaderElection
 from .records import forget_worker, record_run, write_heartbeat
@@ -142,8 +143,11 @@ def backup_jobs(settings) -> list[Job]:
 
 def _evaluate_alerts(worker: "Worker") -> None:
     from ..alerting.engine import evaluate
+    from ..alerting.watchdog import evaluation_completed
 
     transitions = evaluate(worker.settings, worker.app.extensions["controlplane.alert_rules"])
+    # What the web watchdogs read (and the heartbeat ping): a pass that raised is not recorded.
+    evaluation_completed(worker.app, worker.settings, worker.instance)
     if any(t.name in ("firing", "resolved") for t in transitions) and worker.scheduler.running:
         # Page now rather than at the notifier's next tick; it still runs as its own job, so a
         # slow PagerDuty never delays the next evaluation.
@@ -152,10 +156,8 @@ def _evaluate_alerts(worker: "Worker") -> None:
 
 def _notify_alerts(worker: "Worker") -> None:
     from ..alerting.notifications import send_due
-    from ..alerting.pagerduty import PagerDutySender
 
-    sender = PagerDutySender(worker.settings.pagerduty_events_url)
-    while send_due(worker.settings, sender, utcnow()):
+    while send_due(worker.settings, utcnow()):
         pass
 
 
@@ -192,7 +194,7 @@ def job_list(settings, health_tick_seconds: float) -> list[Job]:
         Job("alert-evaluate", settings.alert_evaluation_seconds, _evaluate_alerts, leader_only=True,
             recorded=False, description="evaluate every alert rule and record state changes"),
         Job("alert-notify", 5, _notify_alerts, leader_only=True, recorded=False,
-            description="send due alert notifications to PagerDuty"),
+            description="send due alert notifications through their channels"),
         Job("heartbeat", settings.leader_poll_seconds, _heartbeat, leader_only=False, recorded=False,
             description="write this worker's heartbeat and try for the leader lock"),
         Job("health-refresh", health_tick_seconds, _refresh_health, leader_only=True,
@@ -235,6 +237,7 @@ class Worker:
         self.wal_receiver = None  # started by the wal-archive job on the leader (physical backups)
         self.jobs = job_list(self.settings, health.tick_seconds)
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
+        self.metrics_server = None  # `controlplane worker` only: see run_until_signalled
         self._stopped = threading.Event()
 
     def start(self) -> None:
@@ -282,6 +285,8 @@ class Worker:
         self._stopped.set()
         self.scheduler.shutdown(wait=True)
         self.send_pool.shutdown(wait=True)
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         self.check_runner.shutdown()
         if self.wal_receiver is not None:
             self.wal_receiver.stop()
@@ -298,6 +303,9 @@ class Worker:
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
+        # Its deliveries and evaluations are counted in this process only, so it has its own
+        # scrape target (`controlplane run` serves them on its web /metrics instead).
+        self.metrics_server = serve_worker_metrics(self.settings.worker_metrics_port)
         self.start()
         stop.wait()
         log.info("worker received a stop signal; finishing running jobs")

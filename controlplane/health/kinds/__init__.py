@@ -46,6 +46,7 @@ class CheckKind:
 
 
 def _build_registry() -> dict[str, CheckKind]:
+    from .alerting import AlertingCheck
     from .database import DatabaseCheck
     from .disk import DiskCheck
     from .migrations import MigrationsCheck
@@ -53,7 +54,7 @@ def _build_registry() -> dict[str, CheckKind]:
     from .redis import RedisCheck
     from .worker import WorkerCheck
 
-    kinds = (DatabaseCheck, PostalCheck, RedisCheck, DiskCheck, MigrationsCheck, WorkerCheck)
+    kinds = (DatabaseCheck, PostalCheck, RedisCheck, DiskCheck, MigrationsCheck, WorkerCheck, AlertingCheck)
     return {kind.name: kind() for kind in kinds}
 
 
