@@ -28,9 +28,11 @@ def test_run_list_show_verify_pin_and_json(cli):
     assert result.exit_code == 0, result.output
     assert "backup 1 (" in result.output and "succeeded" in result.output
     listing = cli("backup", "list")
-    assert "manual" in listing.output and "succeeded" in listing.output
+    assert "full" in listing.output and "succeeded" in listing.output and "catalog, storage" in listing.output
     rows = json.loads(cli("backup", "list", "--json").stdout)
     assert rows[0]["id"] == 1 and rows[0]["artefacts"][0]["plain_sha256"]
+    # `backup run` takes a full by default: a complete copy, which is what BackupMissing counts.
+    assert rows[0]["kind"] == "full" and rows[0]["full_copy"] is True
     shown = cli("backup", "show", rows[0]["name"])
     assert "sha256 plain" in shown.output and "tables" in shown.output
     assert json.loads(cli("backup", "show", "1", "--json").stdout)["status"] == "succeeded"

@@ -50,7 +50,7 @@ def test_backup_verify_restore_through_s3(make_app, s3_endpoint, tmp_path):
         assert row.storage == "s3" and row.location == f"s3://{BUCKET}/prod ({s3_endpoint})"
         keys = {o["Key"] for o in S3Storage(BUCKET, endpoint_url=s3_endpoint).client.list_objects_v2(
             Bucket=BUCKET)["Contents"]}
-        assert keys == {f"prod/{row.name}/database.sqlite.sealed", f"prod/{row.name}/manifest.json"}
+        assert keys == {f"prod/{row.name}/database.sqlite.sealed", f"prod/manifests/{row.name}.sealed"}
         verify_backup(settings, row)
         report = restore_backup(settings, row, f"sqlite:///{tmp_path / 'restored.db'}")
         assert report.problems == [] and report.tables > 0

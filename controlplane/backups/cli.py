@@ -44,7 +44,8 @@ def _describe(row) -> dict:
         "parent_id": row.parent_id, "pinned": row.pinned, "error": row.error,
         "verified_at": isoformat(row.verified_at),
         "verify_ok": row.verify_ok, "verify_error": row.verify_error,
-        "artefacts": row.artefact_list, "tables": row.tables,
+        "artefacts": row.artefact_list, "tables": row.tables, "full_copy": row.full_copy,
+        "in_catalog": row.in_catalog,
     }
 
 
@@ -54,11 +55,12 @@ def backup():
 
 
 @backup.command("run")
-@click.option("--kind", type=click.Choice(["full", "manual"]), default="manual", show_default=True)
+@click.option("--kind", type=click.Choice(["full", "manual"]), default="full", show_default=True,
+              help="Both are complete copies; `manual` only labels one taken by hand.")
 @with_app
 @backup_errors
 def backup_run(app, kind):
-    """Take a backup now."""
+    """Take a full backup now."""
     from .operations import take_backup
 
     row = take_backup(_settings(app), kind, progress=True)
@@ -71,26 +73,44 @@ def backup_run(app, kind):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1))
 @with_app
+@backup_errors
 def backup_list(app, as_json, limit):
-    """The catalog, newest first."""
-    from sqlalchemy import select
+    """What the catalog and storage hold, newest first (storage's own manifests are read too)."""
+    from .catalog import storage_view
 
-    from ..extensions import db
-    from .models import Backup
-
-    rows = db.session.execute(select(Backup).order_by(Backup.started_at.desc()).limit(limit)).scalars().all()
+    view = storage_view(_settings(app))
+    rows = view.rows[:limit]
     if as_json:
-        click.echo(json.dumps([_describe(r) for r in rows], indent=2))
+        click.echo(json.dumps([{**_describe(r), "in_storage": r.name not in view.not_in_storage} for r in rows],
+                              indent=2))
+        _warn_about(view)
         return
+    if not view.catalog_readable:
+        click.echo("this database has no backup catalog: listing storage alone", err=True)
     if not rows:
         click.echo("no backups yet: `controlplane backup run` takes one")
-        return
-    click.echo(f"{'id':>5}  {'started (UTC)':<19}  {'kind':<13} {'engine':<10} {'status':<9} {'size':>10}  "
-               f"{'verified':<8} pinned")
+    else:
+        _print_rows(rows, view.not_in_storage)
+    _warn_about(view)
+
+
+def _print_rows(rows, not_in_storage: set[str]) -> None:
+    click.echo(f"{'id':>5}  {'name':<34} {'started (UTC)':<19}  {'kind':<13} {'engine':<11} {'status':<9} "
+               f"{'size':>10}  {'verified':<8} {'pinned':<6} where")
     for r in rows:
         verified = "-" if r.verify_ok is None else ("ok" if r.verify_ok else "FAILED")
-        click.echo(f"{r.id:>5}  {r.started_at:%Y-%m-%d %H:%M:%S}  {r.kind:<13} {r.engine:<10} {r.status:<9} "
-                   f"{human_bytes(r.size_bytes or 0):>10}  {verified:<8} {'yes' if r.pinned else ''}")
+        where = "storage only (not in the catalog)" if not r.in_catalog else (
+            "catalog only (no manifest in storage)" if r.name in not_in_storage else "catalog, storage")
+        click.echo(f"{r.id if r.in_catalog else '-':>5}  {r.name:<34} {r.started_at:%Y-%m-%d %H:%M:%S}  {r.kind:<13} "
+                   f"{r.engine:<11} {r.status:<9} {human_bytes(r.size_bytes or 0):>10}  {verified:<8} "
+                   f"{'yes' if r.pinned else '':<6} {where}")
+
+
+def _warn_about(view) -> None:
+    for name, why in view.unreadable:
+        click.echo(f"cannot read the manifest of {name}: {why}", err=True)
+    for name in view.legacy:
+        click.echo(f"{name}: only a plaintext manifest.json (from an unreleased build): not read", err=True)
 
 
 @backup.command("show")
@@ -99,14 +119,14 @@ def backup_list(app, as_json, limit):
 @with_app
 @backup_errors
 def backup_show(app, backup_id, as_json):
-    """Everything the catalog knows about one backup (id or name)."""
-    from .operations import find_backup
+    """Everything the catalog (or, for a name, storage's manifest) knows about one backup."""
+    from .catalog import locate_backup
 
-    described = _describe(find_backup(backup_id))
+    described = _describe(locate_backup(_settings(app), backup_id))
     if as_json:
         click.echo(json.dumps(described, indent=2))
         return
-    for field in ("id", "name", "kind", "engine", "status", "started_at", "finished_at", "storage", "location",
+    for field in ("id", "name", "in_catalog", "kind", "full_copy", "engine", "status", "started_at", "finished_at", "storage", "location",
                   "key_id", "compression", "server_version", "lsn", "parent_id", "pinned", "verified_at",
                   "verify_ok", "verify_error", "error"):
         if described[field] not in (None, ""):
@@ -127,11 +147,16 @@ def backup_show(app, backup_id, as_json):
 @backup_errors
 def backup_verify(app, backup_id):
     """Read a backup back from storage and check every frame and checksum."""
-    from .operations import find_backup, verify_backup
+    from .catalog import locate_backup
+    from .operations import verify_backup
 
-    row = find_backup(backup_id)
+    row = locate_backup(_settings(app), backup_id)
     verify_backup(_settings(app), row, progress=True)
-    click.echo(f"backup {row.id} ({row.name}) verified: every frame authenticated, both SHA-256 sums match")
+    click.echo(f"backup {_label(row)} verified: every frame authenticated, both SHA-256 sums match")
+
+
+def _label(row) -> str:
+    return f"{row.id} ({row.name})" if row.in_catalog else f"{row.name} (from storage's manifest)"
 
 
 @backup.command("restore")
@@ -149,10 +174,11 @@ def backup_verify(app, backup_id):
 def backup_restore(app, backup_id, target_url, in_place, target_dir, to_time, no_start, with_globals, yes):
     """Restore a backup; verified in full before anything is written to the target."""
     from ..settings import redact_url
-    from .operations import find_backup, restore_backup
+    from .catalog import locate_backup
+    from .operations import restore_backup
 
     settings = _settings(app)
-    row = find_backup(backup_id)
+    row = locate_backup(settings, backup_id)
     moment = _parse_time(to_time) if to_time else None
     if row.engine == "pg_physical":
         target = str(target_dir) if target_dir else None
@@ -160,7 +186,7 @@ def backup_restore(app, backup_id, target_url, in_place, target_dir, to_time, no
         target = redact_url(settings.database_url) if in_place else (redact_url(target_url) if target_url else None)
     if target and not yes:
         warning = " THIS REPLACES THE LIVE DATABASE." if in_place else ""
-        click.confirm(f"Restore backup {row.id} ({row.name}, {row.finished_at:%Y-%m-%d %H:%M} UTC) into {target}?"
+        click.confirm(f"Restore backup {_label(row)}, {row.finished_at:%Y-%m-%d %H:%M} UTC, into {target}?"
                       f"{warning}", abort=True)
     report = restore_backup(settings, row, target_url, in_place=in_place, progress=True, with_globals=with_globals,
                             target_dir=target_dir, to_time=moment, start=not no_start)
@@ -184,6 +210,33 @@ def _parse_time(text: str) -> datetime:
     except ValueError:
         raise click.BadParameter(f"{text!r} is not an ISO-8601 time (e.g. 2026-11-30T10:15:00Z)",
                                  param_hint="--to-time") from None
+
+
+@backup.group("catalog")
+def backup_catalog():
+    """The catalog of backups, kept in the database it backs up."""
+
+
+@backup_catalog.command("rebuild")
+@with_app
+@backup_errors
+def backup_catalog_rebuild(app):
+    """Import what storage holds into the catalog (after a restore, or into a new database)."""
+    from .catalog import rebuild_catalog
+
+    report = rebuild_catalog(_settings(app))
+    click.echo(f"imported {len(report.imported)} backup(s), brought {len(report.repaired)} up to date, "
+               f"{report.unchanged} already catalogued"
+               + "".join(f"\n  imported {name}" for name in report.imported)
+               + "".join(f"\n  up to date {name}" for name in report.repaired))
+    for name in report.not_in_storage:
+        click.echo(f"{name}: in the catalog, but storage has no manifest for it (kept)", err=True)
+    for name in report.legacy:
+        click.echo(f"{name}: only a plaintext manifest.json (from an unreleased build): not imported", err=True)
+    for name, why in report.unreadable:
+        click.echo(f"{name}: not imported, its manifest cannot be read: {why}", err=True)
+    if report.unreadable:
+        raise click.ClickException(f"{len(report.unreadable)} backup(s) in storage could not be imported (above)")
 
 
 @backup.command("archive-wal")

@@ -2,7 +2,9 @@
 
 A restore reads every artefact from storage into a private working directory, checking each
 frame's tag and both SHA-256 sums, before the engine is allowed to touch the target. So a flipped
-byte, a cut file, a wrong key or a missing object stops the restore with nothing written.
+byte, a cut file, a wrong key, a missing object or an artefact swapped in from another backup
+(each is sealed bound to its backup and name) stops the restore with nothing written. Every
+backup seals its manifest into storage too (manifests.py), so storage alone describes it.
 """
 from __future__ import annotations
 
@@ -21,27 +23,23 @@ from sqlalchemy import select, text
 
 from ..extensions import db
 from ..timeutil import as_utc, utcnow
+from .catalog import catalog_readable, catalog_row, rebuild_catalog, wal_backups
 from .engines import EngineError, engine_for
-from .models import Backup
+from .errors import BackupError
+from .manifests import manifest_key, write_manifest
+from .models import FULL_COPY_KINDS, Backup
 from .progress import Progress, counted
-from .sealing import BackupIntegrityError, Keyring, seal, unseal
+from .sealing import BackupIntegrityError, binding, keyring, seal, unseal
 from .storage import StorageError, storage_for
 
 log = logging.getLogger("controlplane.backups")
-
-
-class BackupError(Exception):
-    """A backup, verification or restore that cannot go on; the message names the backup and why."""
-
-
-def keyring(settings) -> Keyring:
-    return Keyring(settings.backup_encryption_key, settings.backup_encryption_keys_previous)
+__all__ = ["BackupError"]  # raised by every operation here; defined in errors.py
 
 
 def find_backup(identifier: str | int) -> Backup:
+    """The catalog's row for an id or name (catalog.locate_backup also looks in storage)."""
     text = str(identifier).strip()
-    row = db.session.get(Backup, int(text)) if text.isdigit() else db.session.execute(
-        select(Backup).where(Backup.name == text)).scalar_one_or_none()
+    row = catalog_row(text)
     if row is None:
         raise BackupError(f"no backup {text!r} in the catalog (see `controlplane backup list`)")
     return row
@@ -58,22 +56,24 @@ def file_blocks(path: Path, size: int = 1 << 20):
             yield block
 
 
-def store_sealed(settings, storage, key: str, name: str, blocks, compression: str, **extra) -> tuple[dict, object]:
-    """Seal `blocks` into storage at `key`; the catalog's artefact entry and the seal's result."""
-    sealed, result = seal(blocks, keyring(settings), compression)
+def store_sealed(settings, storage, backup: str, key: str, name: str, blocks, compression: str,
+                 **extra) -> tuple[dict, object]:
+    """Seal `blocks` (artefact `name` of `backup`) into storage at `key`; the catalog's artefact
+    entry and the seal's result."""
+    sealed, result = seal(blocks, keyring(settings), compression, bound_to=binding(backup, name))
     storage.put(key, sealed)
     return ({"name": name, "key": key, **extra, "plain_bytes": result.plain_bytes, "plain_sha256": result.plain_sha256,
              "sealed_bytes": result.sealed_bytes, "sealed_sha256": result.sealed_sha256}, result)
 
 
-def take_backup(settings, kind: str = "manual", progress: bool = False, engine_name: str | None = None) -> Backup:
+def take_backup(settings, kind: str = "full", progress: bool = False, engine_name: str | None = None) -> Backup:
     """Run one backup to completion and record it; a failure is recorded too, then raised."""
     engine = engine_for(settings, engine_name)
     storage = storage_for(settings)
     started = utcnow()
     row = Backup(name=f"{started:%Y%m%dT%H%M%SZ}-{kind}-{secrets.token_hex(3)}", kind=kind, engine=engine.name,
-                 status="running", started_at=started, storage=storage.name, location=storage.describe(),
-                 compression=engine.compression, key_id=keyring(settings).current_id, artefacts="[]")
+                 full_copy=kind in FULL_COPY_KINDS, status="running", started_at=started, storage=storage.name,
+                 location=storage.describe(), compression=engine.compression, key_id=keyring(settings).current_id, artefacts="[]")
     db.session.add(row)
     db.session.commit()
     written: list[str] = []
@@ -85,11 +85,13 @@ def take_backup(settings, kind: str = "manual", progress: bool = False, engine_n
         for artefact, blocks in dump.artefacts:
             key = _object_key(row.name, artefact)
             written.append(key)
-            artefacts.append(store_sealed(settings, storage, key, artefact, counted(blocks, meter),
+            artefacts.append(store_sealed(settings, storage, row.name, key, artefact, counted(blocks, meter),
                                           engine.compression)[0])
-        meta = dump.finish()
+        _describe_dump(row, artefacts, dump.finish())
         if meter:
             meter.finish()
+        written.append(manifest_key(row.name))
+        write_manifest(storage, keyring(settings), row)
     except Exception as exc:
         if dump is not None and hasattr(dump, "abort"):
             dump.abort()
@@ -103,6 +105,14 @@ def take_backup(settings, kind: str = "manual", progress: bool = False, engine_n
         db.session.commit()
         log.error("backup failed", extra={"backup": row.name, "kind": kind, "error": row.error})
         raise BackupError(f"backup {row.name} failed: {exc}") from exc
+    db.session.commit()
+    log.info("backup succeeded", extra={"backup": row.name, "kind": kind, "bytes": row.size_bytes,
+                                         "seconds": round((row.finished_at - row.started_at).total_seconds(), 2)})
+    return row
+
+
+def _describe_dump(row: Backup, artefacts: list[dict], meta: dict) -> None:
+    """Fill in what the stored artefacts and the engine say about a finished dump."""
     row.artefacts = json.dumps(artefacts)
     row.size_bytes = sum(a["sealed_bytes"] for a in artefacts)
     row.plain_bytes = sum(a["plain_bytes"] for a in artefacts)
@@ -112,12 +122,7 @@ def take_backup(settings, kind: str = "manual", progress: bool = False, engine_n
     row.timeline = meta.get("timeline")
     row.table_checksums = json.dumps(meta.get("tables") or {}, sort_keys=True)
     row.finished_at = utcnow()
-    storage.put(f"{row.name}/manifest.json", [json.dumps(row.manifest(), indent=2, sort_keys=True).encode()])
     row.status = "succeeded"
-    db.session.commit()
-    log.info("backup succeeded", extra={"backup": row.name, "kind": kind, "bytes": row.size_bytes,
-                                         "seconds": round((row.finished_at - row.started_at).total_seconds(), 2)})
-    return row
 
 
 def archive_wal(settings, path: Path, replace: bool = False) -> Backup:
@@ -142,16 +147,19 @@ def archive_wal(settings, path: Path, replace: bool = False) -> Backup:
         delete_backups(settings, [existing])  # a failed attempt, or a newer snapshot of a partial segment
     storage = storage_for(settings)
     started = utcnow()
-    artefact, result = store_sealed(settings, storage, f"wal/{path.name}.sealed", path.name, file_blocks(path), "zstd")
+    artefact, result = store_sealed(settings, storage, name, f"wal/{path.name}.sealed", path.name,
+                                    file_blocks(path), "zstd")
     parent = db.session.execute(
-        select(Backup.id).where(Backup.engine == "pg_physical", Backup.kind.in_(("full", "manual", "pre-migration")),
-                                Backup.status == "succeeded").order_by(Backup.finished_at.desc()).limit(1)
+        select(Backup).where(Backup.engine == "pg_physical", Backup.full_copy.is_(True),
+                             Backup.status == "succeeded").order_by(Backup.finished_at.desc()).limit(1)
     ).scalar_one_or_none()
-    row = Backup(name=name, kind="wal", engine="pg_physical", status="succeeded", started_at=started,
+    row = Backup(name=name, kind="wal", engine="pg_physical", full_copy=False, status="succeeded", started_at=started,
                  finished_at=utcnow(), storage=storage.name, location=storage.describe(), compression="zstd",
-                 key_id=result.key_id, parent_id=parent, size_bytes=result.sealed_bytes, plain_bytes=result.plain_bytes,
+                 key_id=result.key_id, parent_id=parent.id if parent else None, size_bytes=result.sealed_bytes,
+                 plain_bytes=result.plain_bytes,
                  timeline=int(path.name[:8], 16) if len(path.name) >= 8 and path.name[:8].isalnum() else None,
                  artefacts=json.dumps([artefact]))
+    write_manifest(storage, keyring(settings), row, parent.name if parent else None)
     db.session.add(row)
     db.session.commit()
     return row
@@ -168,10 +176,9 @@ def delete_backups(settings, rows: list[Backup]) -> None:
     """Remove backups' objects from storage, then their catalog rows, in one commit."""
     storage = storage_for(settings)
     for row in rows:
+        storage.delete(manifest_key(row.name))  # first: storage never describes a half-deleted backup
         for artefact in row.artefact_list:
             storage.delete(artefact["key"])
-        if row.kind not in ("wal", "incremental"):  # only these have a manifest beside them
-            storage.delete(f"{row.name}/manifest.json")
         db.session.delete(row)
     db.session.commit()
 
@@ -190,7 +197,8 @@ def fetch_verified(settings, row: Backup, directory: Path | None, progress: bool
     files = {}
     for artefact in row.artefact_list:
         try:
-            plain = unseal(storage.open(artefact["key"]), keys, artefact["plain_sha256"], artefact["sealed_sha256"])
+            plain = unseal(storage.open(artefact["key"]), keys, artefact["plain_sha256"], artefact["sealed_sha256"],
+                           bound_to=binding(row.name, artefact["name"]))
             if directory is None:
                 for block in counted(plain, meter):
                     pass
@@ -208,7 +216,11 @@ def fetch_verified(settings, row: Backup, directory: Path | None, progress: bool
 
 
 def verify_backup(settings, row: Backup, progress: bool = False) -> None:
-    """Read the whole backup back and check it; the result is recorded either way."""
+    """Read the whole backup back and check it; the result is recorded either way (in the
+    catalog; a backup only storage holds has no row to record it in)."""
+    if not row.in_catalog:
+        fetch_verified(settings, row, None, progress)
+        return
     try:
         fetch_verified(settings, row, None, progress)
     except BackupError as exc:
@@ -248,7 +260,7 @@ def restore_backup(settings, row: Backup, target_url: str | None, in_place: bool
                           "or --in-place to replace the live database")
     url = settings.database_url if in_place else target_url
     _usable(row)
-    name, manifest, recorded = row.name, row.manifest(), row.tables
+    name, manifest, recorded, from_storage = row.name, row.manifest(), row.tables, not row.in_catalog
     engine = engine_for(settings, row.engine)
     try:
         engine.check_target(url, in_place, manifest)
@@ -259,7 +271,7 @@ def restore_backup(settings, row: Backup, target_url: str | None, in_place: bool
         files = fetch_verified(settings, row, work, progress)
         read_seconds = time.monotonic() - started
         # The catalog describes storage, which a restore does not rewind: keep it as it is now.
-        catalog = _catalog_snapshot() if in_place else None
+        catalog = _catalog_snapshot() if in_place and catalog_readable() else None
         db.session.commit()  # hold no locks while the engine replaces tables
         if in_place:
             db.session.remove()
@@ -272,6 +284,8 @@ def restore_backup(settings, row: Backup, target_url: str | None, in_place: bool
             raise BackupError(f"backup {name}: {exc}") from exc
         if catalog is not None:
             _restore_catalog(catalog)
+        if in_place and from_storage:  # the catalog did not know this backup: now it knows storage
+            rebuild_catalog(settings)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     seconds = time.monotonic() - started
@@ -341,10 +355,7 @@ def _restore_physical(settings, row: Backup, target_dir: Path | None, to_time: d
     if to_time is not None and to_time < as_utc(row.finished_at):
         raise BackupError(f"backup {row.name} finished at {as_utc(row.finished_at).isoformat()}: a point in time "
                           "must come after the base backup it starts from")
-    wal_rows = db.session.execute(
-        select(Backup).where(Backup.kind.in_(("wal", "incremental")), Backup.engine == "pg_physical",
-                             Backup.status == "succeeded")
-    ).scalars().all()
+    wal_rows = wal_backups(settings, from_storage=not row.in_catalog)
     newest = max((as_utc(w.finished_at) for w in wal_rows), default=None)
     if to_time is not None and (newest is None or to_time > newest):
         raise BackupError(f"the newest archived WAL is from {newest.isoformat() if newest else 'nowhere'}: "
@@ -369,9 +380,9 @@ def _restore_physical(settings, row: Backup, target_dir: Path | None, to_time: d
         fetched = set()
         for segment in chain + [n for n in by_segment if n.endswith(".history")]:
             source = by_segment[segment]
-            if source.id in fetched:
+            if source.name in fetched:
                 continue
-            fetched.add(source.id)
+            fetched.add(source.name)
             if source.kind == "incremental":
                 _unpack_bundle(fetch_verified(settings, source, work)["wal.tar"], wal_dir)
                 continue

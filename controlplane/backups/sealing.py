@@ -5,10 +5,15 @@ A sealed file is a header, then frames of at most CHUNK plaintext bytes each:
     header  = MAGIC | key id (16 ASCII hex) | compression (1 byte) | nonce prefix (8 bytes)
     frame   = length (4 bytes, big-endian) | AES-256-GCM(ciphertext + tag)
 
-Each frame's nonce is the prefix plus the frame number; its associated data is the header plus
-a final-frame flag. So frames cannot be reordered, dropped, or moved between files, and a file cut
-short is detected because its last frame is not flagged final (a final, empty frame always ends
-the file). Plaintext is never handed on before its frame's tag has been checked.
+Each frame's nonce is the prefix plus the frame number; its associated data is the header, the
+binding (which backup and which artefact the file belongs to, see `binding()`) and a final-frame
+flag. So frames cannot be reordered, dropped, or moved between files, a whole file cannot be
+swapped in from another backup or passed off as another artefact, and a file cut short is detected
+because its last frame is not flagged final (a final, empty frame always ends the file).
+Plaintext is never handed on before its frame's tag has been checked.
+
+Decompression is streamed with a bounded output per step (OUTPUT_STEP), so a frame of highly
+compressible data (a WAL bundle of nearly empty segments) never expands in memory at once.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ KEY_ID_LENGTH = 16
 HEADER_LENGTH = len(MAGIC) + KEY_ID_LENGTH + 1 + 8
 COMPRESSIONS = {"none": 0, "zstd": 1}
 FINAL, MORE = b"\x01", b"\x00"
+OUTPUT_STEP = 1 << 20  # the most plaintext unseal() holds from one decompression step
 
 
 class BackupIntegrityError(Exception):
@@ -81,6 +87,11 @@ class Keyring:
                 "nor one of BACKUP_ENCRYPTION_KEYS_PREVIOUS") from None
 
 
+def keyring(settings) -> Keyring:
+    """The keys BACKUP_ENCRYPTION_KEY and BACKUP_ENCRYPTION_KEYS_PREVIOUS hold."""
+    return Keyring(settings.backup_encryption_key, settings.backup_encryption_keys_previous)
+
+
 @dataclass
 class SealResult:
     """Filled in as the sealed stream is consumed; complete once it is exhausted."""
@@ -95,17 +106,26 @@ class SealResult:
     _sealed: "hashlib._Hash" = field(default_factory=hashlib.sha256, repr=False)
 
 
+def binding(backup: str, artefact: str) -> bytes:
+    """The associated data that ties a sealed file to one artefact of one backup."""
+    return b"mailgoat-backup\0" + backup.encode() + b"\0" + artefact.encode()
+
+
 def _nonce(prefix: bytes, number: int) -> bytes:
     return prefix + struct.pack(">I", number)
 
 
-def seal(plaintext: Iterable[bytes], keyring: Keyring, compression: str = "zstd") -> tuple[Iterator[bytes], SealResult]:
-    """Sealed bytes for `plaintext`, and the result (sizes and hashes) they fill in as they are read."""
+def seal(plaintext: Iterable[bytes], keyring: Keyring, compression: str = "zstd",
+         bound_to: bytes = b"") -> tuple[Iterator[bytes], SealResult]:
+    """Sealed bytes for `plaintext`, and the result (sizes and hashes) they fill in as they are read.
+
+    `bound_to` (see `binding()`) must be given again to unseal: it is authenticated, not stored.
+    """
     result = SealResult(keyring.current_id, compression)
-    return _seal(plaintext, keyring, result), result
+    return _seal(plaintext, keyring, result, bound_to), result
 
 
-def _seal(plaintext: Iterable[bytes], keyring: Keyring, result: SealResult) -> Iterator[bytes]:
+def _seal(plaintext: Iterable[bytes], keyring: Keyring, result: SealResult, bound_to: bytes) -> Iterator[bytes]:
     aead = AESGCM(keyring.current)
     prefix = os.urandom(8)
     header = MAGIC + keyring.current_id.encode() + bytes([COMPRESSIONS[result.compression]]) + prefix
@@ -114,7 +134,7 @@ def _seal(plaintext: Iterable[bytes], keyring: Keyring, result: SealResult) -> I
 
     def frame(data: bytes, flag: bytes) -> bytes:
         nonlocal number
-        sealed = aead.encrypt(_nonce(prefix, number), data, header + flag)
+        sealed = aead.encrypt(_nonce(prefix, number), data, header + bound_to + flag)
         number += 1
         out = struct.pack(">I", len(sealed)) + sealed
         result._sealed.update(out)
@@ -179,38 +199,45 @@ class _Reader:
 
 
 def unseal(sealed: Iterable[bytes], keyring: Keyring, expect_plain_sha256: str | None = None,
-           expect_sealed_sha256: str | None = None) -> Iterator[bytes]:
-    """Plaintext from sealed bytes, each block only after its tag checked.
+           expect_sealed_sha256: str | None = None, bound_to: bytes = b"") -> Iterator[bytes]:
+    """Plaintext from sealed bytes, each block only after its tag checked, none over OUTPUT_STEP.
 
-    Raises BackupIntegrityError for any alteration, a cut, trailing data, an unknown key, or
-    (once the end is reached) a hash that differs from the one recorded at backup time. A caller
-    that must not act on partial data writes the blocks somewhere private and uses them only
-    after the iterator is exhausted without an error.
+    Raises BackupIntegrityError for any alteration, a cut, trailing data, an unknown key, a file
+    bound to another backup or artefact than `bound_to`, or (once the end is reached) a hash that
+    differs from the one recorded at backup time. A caller that must not act on partial data
+    writes the blocks somewhere private and uses them only after the iterator is exhausted
+    without an error.
     """
     sealed_hash = hashlib.sha256()
     plain_hash = hashlib.sha256()
 
-    class Hashing:
-        def __init__(self, blocks):
-            self.blocks = blocks
+    def hashing(blocks):
+        for block in blocks:
+            sealed_hash.update(block)
+            yield block
 
-        def __iter__(self):
-            for block in self.blocks:
-                sealed_hash.update(block)
-                yield block
-
-    reader = _Reader(Hashing(sealed))
+    reader = _Reader(hashing(sealed))
     header = reader.read(HEADER_LENGTH)
     if len(header) < HEADER_LENGTH or not header.startswith(MAGIC):
         raise BackupIntegrityError("not a sealed MailGoat backup (bad header)")
     wanted = header[len(MAGIC):len(MAGIC) + KEY_ID_LENGTH].decode("ascii", "replace")
     compression_code = header[len(MAGIC) + KEY_ID_LENGTH]
-    prefix = header[-8:]
     names = {code: name for name, code in COMPRESSIONS.items()}
     if compression_code not in names:
         raise BackupIntegrityError(f"unknown compression code {compression_code}")
-    aead = AESGCM(keyring.key(wanted))
-    decompressor = _decompressor(names[compression_code])
+    frames = _authenticated_frames(reader, AESGCM(keyring.key(wanted)), header, bound_to)
+    for plain in _decompressed(frames, names[compression_code]):
+        plain_hash.update(plain)
+        yield plain
+    if expect_plain_sha256 and plain_hash.hexdigest() != expect_plain_sha256:
+        raise BackupIntegrityError("plaintext SHA-256 differs from the one recorded at backup time")
+    if expect_sealed_sha256 and sealed_hash.hexdigest() != expect_sealed_sha256:
+        raise BackupIntegrityError("sealed-file SHA-256 differs from the one recorded at backup time")
+
+
+def _authenticated_frames(reader: _Reader, aead: AESGCM, header: bytes, bound_to: bytes) -> Iterator[bytes]:
+    """Each frame's content once its tag checked, up to the final frame; then the end is checked."""
+    prefix = header[-8:]
     number = 0
     while True:
         length_bytes = reader.read(4)
@@ -222,35 +249,56 @@ def unseal(sealed: Iterable[bytes], keyring: Keyring, expect_plain_sha256: str |
         sealed_frame = reader.read(length)
         if len(sealed_frame) < length:
             raise BackupIntegrityError(f"cut short inside frame {number}")
-        data = None
-        for flag in (MORE, FINAL):
-            try:
-                data = aead.decrypt(_nonce(prefix, number), sealed_frame, header + flag)
-                break
-            except InvalidTag:
-                continue
+        data, flag = _open_frame(aead, _nonce(prefix, number), sealed_frame, header + bound_to)
         if data is None:
-            raise BackupIntegrityError(f"frame {number} failed authentication: the file was altered")
+            raise BackupIntegrityError(f"frame {number} failed authentication: the file was altered, "
+                                       "or it belongs to another backup or artefact")
         number += 1
         if flag == FINAL:
             break
-        plain = decompressor.decompress(data) if decompressor else data
-        if plain:
-            plain_hash.update(plain)
-            yield plain
+        if data:
+            yield data
     if not reader.at_end():
         raise BackupIntegrityError("data follows the final frame: the file was altered")
-    if decompressor is not None and not decompressor.eof:
-        raise BackupIntegrityError("the compressed stream is incomplete")
-    if expect_plain_sha256 and plain_hash.hexdigest() != expect_plain_sha256:
-        raise BackupIntegrityError("plaintext SHA-256 differs from the one recorded at backup time")
-    if expect_sealed_sha256 and sealed_hash.hexdigest() != expect_sealed_sha256:
-        raise BackupIntegrityError("sealed-file SHA-256 differs from the one recorded at backup time")
 
 
-def _decompressor(compression: str):
+def _open_frame(aead: AESGCM, nonce: bytes, sealed_frame: bytes, associated: bytes) -> tuple[bytes | None, bytes]:
+    for flag in (MORE, FINAL):
+        try:
+            return aead.decrypt(nonce, sealed_frame, associated + flag), flag
+        except InvalidTag:
+            continue
+    return None, MORE
+
+
+class _FrameSource:
+    """The authenticated frames as a file for zstd's stream reader (one frame per read)."""
+
+    def __init__(self, frames: Iterator[bytes]):
+        self._frames = frames
+
+    def read(self, size: int = -1) -> bytes:
+        return next(self._frames, b"")
+
+
+def _decompressed(frames: Iterator[bytes], compression: str, step: int = OUTPUT_STEP) -> Iterator[bytes]:
+    """Plaintext in blocks of at most `step` bytes, however much one frame expands.
+
+    zstd's stream reader stops at the end of the compressed frame; the sealed frames after it (the
+    final, empty one) are still read, so the checks at the end of the file run. The compressed
+    stream as a whole is authenticated (no frame can be dropped or cut), and the plaintext SHA-256
+    is compared at the end, so a stream that ends early cannot pass.
+    """
     if compression == "none":
-        return None
+        yield from frames
+        return
     import zstandard
 
-    return zstandard.ZstdDecompressor().decompressobj()
+    with zstandard.ZstdDecompressor().stream_reader(_FrameSource(frames), read_size=CHUNK, closefd=False) as stream:
+        try:
+            while block := stream.read(step):
+                yield block
+        except zstandard.ZstdError as exc:
+            raise BackupIntegrityError(f"the compressed stream is damaged: {exc}") from None
+    if next(frames, None) is not None:
+        raise BackupIntegrityError("data follows the compressed stream: the file was altered")

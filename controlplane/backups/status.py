@@ -18,6 +18,14 @@ def latest(kind: str | None = None, status: str = "succeeded") -> Backup | None:
     return db.session.execute(query.order_by(Backup.finished_at.desc()).limit(1)).scalar_one_or_none()
 
 
+def latest_full() -> Backup | None:
+    """The newest succeeded backup that restores the whole database on its own (a full, a manual
+    or a pre-migration backup): what "the last full backup" means to BackupMissing."""
+    return db.session.execute(
+        select(Backup).where(Backup.status == "succeeded", Backup.full_copy.is_(True))
+        .order_by(Backup.finished_at.desc()).limit(1)).scalar_one_or_none()
+
+
 def latest_drill() -> RestoreDrill | None:
     return db.session.execute(
         select(RestoreDrill).where(RestoreDrill.finished_at.is_not(None))

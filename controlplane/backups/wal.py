@@ -26,8 +26,10 @@ from ..extensions import db
 from ..timeutil import utcnow
 from .engines.pg_logical import _environment, libpq
 from .engines.pg_physical import WAL_SLOT as SLOT
+from .manifests import write_manifest
 from .models import Backup
 from .operations import archive_wal, delete_backups, fetch_verified, file_blocks, store_sealed
+from .sealing import keyring
 from .storage import storage_for
 
 log = logging.getLogger("controlplane.backups")
@@ -122,15 +124,18 @@ def bundle_finished_hours(settings, now=None):
         storage = storage_for(settings)
         name = f"wal-{segments[0]}-{segments[-1]}"
         started = utcnow()
-        artefact, result = store_sealed(settings, storage, f"wal-bundles/{name}.sealed", "wal.tar",
+        artefact, result = store_sealed(settings, storage, name, f"wal-bundles/{name}.sealed", "wal.tar",
                                         file_blocks(bundle_tar), "zstd", segments=segments)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    bundle = Backup(name=name, kind="incremental", engine="pg_physical", status="succeeded", started_at=started,
+    bundle = Backup(name=name, kind="incremental", engine="pg_physical", full_copy=False, status="succeeded",
+                    started_at=started,
                     finished_at=max(row.finished_at for row in rows), storage=storage.name,
                     location=storage.describe(), compression="zstd", key_id=result.key_id, parent_id=rows[0].parent_id,
                     timeline=rows[0].timeline, size_bytes=result.sealed_bytes, plain_bytes=result.plain_bytes,
                     artefacts=json.dumps([artefact]))
+    parent = db.session.get(Backup, bundle.parent_id) if bundle.parent_id else None
+    write_manifest(storage, keyring(settings), bundle, parent.name if parent else None)
     db.session.add(bundle)
     db.session.commit()
     delete_backups(settings, rows)  # only once the bundle is stored and catalogued

@@ -5,6 +5,8 @@
                                           (content_type: for objects served as they are, the status copy)
     open(key) -> iterator of blocks       raises StorageError(permanent=True) when `key` is missing
     delete(key)                           no error when already gone
+    keys(prefix="") -> list of keys       every whole object under `prefix`, sorted (for a catalog
+                                          rebuilt from storage alone)
     describe() -> str                     where, for humans ("local /var/backups", "s3://bucket/prefix")
 
 Registry: STORAGES, keyed by BACKUP_STORAGE.

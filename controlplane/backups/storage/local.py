@@ -55,6 +55,12 @@ class LocalStorage:
             raise StorageError(f"{path} does not exist", permanent=True) from None
         return _read(handle)
 
+    def keys(self, prefix: str = "") -> list[str]:
+        if not self.root.is_dir():
+            return []
+        found = (path.relative_to(self.root).as_posix() for path in self.root.rglob("*") if path.is_file())
+        return sorted(key for key in found if key.startswith(prefix) and not key.endswith(".partial"))
+
     def delete(self, key: str) -> None:
         path = self._path(key)
         path.unlink(missing_ok=True)

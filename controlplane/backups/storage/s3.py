@@ -103,6 +103,16 @@ class S3Storage:
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
+    def keys(self, prefix: str = "") -> list[str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        start = len(self._key(""))
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix))
+            return sorted(item["Key"][start:] for page in pages for item in page.get("Contents", []))
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"listing s3://{self.bucket}/{self._key(prefix)} failed: {exc}") from exc
+
 
 def _chunks(body) -> Iterator[bytes]:
     with body:
