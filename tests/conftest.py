@@ -128,6 +128,8 @@ def base_env(tmp_path, database_url) -> dict[str, str]:
         "HEALTH_CACHE_SECONDS": "0",
         "STATUS_CACHE_SECONDS": "0",
         "INSTANCE_ID": "test-instance",
+        # Worker processes started by tests serve no metrics unless a test asks (each on a free port).
+        "WORKER_METRICS_PORT": "0",
     }
 
 

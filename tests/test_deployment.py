@@ -53,8 +53,13 @@ def test_fly_http_service_and_health_check_follow_the_plan():
             duration_seconds(check["grace_period"])) == (15, 10, 30)
 
 
-def test_fly_metrics_and_vms():
-    assert FLY["metrics"]["path"] == "/metrics" and FLY["metrics"]["port"] == 8080
+def test_fly_scrapes_both_process_groups_and_sizes_their_vms(tmp_path):
+    from controlplane.settings import Settings
+
+    worker_port = Settings.from_env({"APP_ENV": "development", "DATA_DIR": str(tmp_path)}).worker_metrics_port
+    targets = {tuple(m["processes"]): (m["port"], m["path"]) for m in FLY["metrics"]}
+    assert targets == {("web",): (8080, "/metrics"), ("worker",): (worker_port, "/metrics")}
+    assert "WORKER_METRICS_PORT" not in FLY["env"]  # the default is what fly.toml scrapes
     assert {tuple(vm["processes"]) for vm in FLY["vm"]} == {("web",), ("worker",)}
 
 
@@ -162,7 +167,7 @@ def test_gunicorn_merges_metrics_across_workers_and_stops_gracefully(make_app, b
         text = httpx.get(url + "/metrics").text
         counts = {
             s.labels["route"]: s.value
-            for family in text_string_to_metric_families(text) if family.name == "http_server_request_duration_seconds"
+            for family in text_string_to_metric_families(text) if family.name == "http_server_probe_duration_seconds"
             for s in family.samples if s.name.endswith("_count")
         }
         assert counts["/live"] >= 40  # the first probe(s) plus our 40, whichever worker answered

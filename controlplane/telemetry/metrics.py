@@ -1,13 +1,19 @@
-"""Prometheus metrics, correct under several gunicorn workers.
+"""Prometheus metrics, correct under several gunicorn workers and with a separate worker process.
 
-Process-local series (request latency, in-flight requests, pool gauges) live in prometheus_client
-objects. Under gunicorn, `gunicorn.conf.py` sets PROMETHEUS_MULTIPROC_DIR before this module is
-imported, so those objects write to per-process files that `MultiProcessCollector` merges on
-every scrape. Shared state (health checks, job runs) is read from the database at scrape time by
-`StateCollector`, so it is right whichever process produced it.
+Process-local series (request latency, in-flight requests, pool gauges, deliveries) live in
+prometheus_client objects. Under gunicorn, `gunicorn.conf.py` sets PROMETHEUS_MULTIPROC_DIR before
+this module is imported, so those objects write to per-process files that the web's /metrics
+merges on every scrape. Shared state (health checks, job runs, the outbox) is read from the
+database at scrape time by `StateCollector`, so it is right whichever process produced it.
+
+The worker (`controlplane worker`) serves its own process registry on WORKER_METRICS_PORT and
+never the shared state, which the web already serves (worker_metrics.py). A worker that inherited
+gunicorn's directory marks its files there (`keep_out_of_web_merge`) so the web's merge skips
+them: otherwise both scrape targets would count the same deliveries.
 """
 from __future__ import annotations
 
+import glob
 import os
 
 from prometheus_client import (
@@ -137,12 +143,46 @@ class StateCollector:
         yield from self.extra_families
 
 
+# A process serving its own registry elsewhere (the worker) leaves `<marker><pid>` beside its files.
+OWN_TARGET_MARKER = "scraped-elsewhere-"
+
+
+class WebProcessesCollector:
+    """MultiProcessCollector's merge over the directory's files, minus those of processes that
+    are scraped on a target of their own."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+
+    def collect(self):
+        elsewhere = {name[len(OWN_TARGET_MARKER):] for name in os.listdir(self.directory)
+                     if name.startswith(OWN_TARGET_MARKER)}
+        files = [path for path in glob.glob(os.path.join(self.directory, "*.db"))
+                 if _pid_of(path) not in elsewhere]
+        return MultiProcessCollector.merge(files, accumulate=True)
+
+
+def _pid_of(path: str) -> str:
+    """counter_123.db, gauge_livesum_123.db -> "123" (prometheus_client's file naming)."""
+    return os.path.basename(path)[:-len(".db")].rsplit("_", 1)[-1]
+
+
+def keep_out_of_web_merge() -> str | None:
+    """Mark this process's multiprocess files, if it writes any, as scraped on its own target."""
+    directory = multiprocess_dir()
+    if not directory or not os.path.isdir(directory):
+        return None
+    marker = os.path.join(directory, f"{OWN_TARGET_MARKER}{os.getpid()}")
+    open(marker, "w").close()
+    return marker
+
+
 def render_metrics(state_collector: StateCollector) -> tuple[bytes, str]:
     """The whole exposition: process metrics (merged across workers) plus shared state."""
     directory = multiprocess_dir()
     if directory:
         process_registry = CollectorRegistry()
-        MultiProcessCollector(process_registry, path=directory)
+        process_registry.register(WebProcessesCollector(directory))
     else:
         process_registry = REGISTRY
     state_registry = CollectorRegistry()
