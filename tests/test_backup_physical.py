@@ -179,3 +179,36 @@ def test_the_drill_recovers_a_physical_backup_and_reads_every_table(physical, cl
         drill = run_drill(settings)
         assert drill.ok, drill.detail
         assert "tables readable" in drill.detail and drill.rto_seconds > 0
+
+
+def test_a_physical_backup_restores_from_storage_alone(physical, cluster, postgres_url, base_env):
+    """The catalog's database is gone: a new, empty one, the storage and the key are enough."""
+    import base64
+    import json
+
+    from click.testing import CliRunner
+
+    from controlplane.cli import main
+
+    app, _ = physical
+    settings = app.extensions["controlplane.settings"]
+    url = cluster.url("controlplane")
+    execute(url, "CREATE TABLE dr_notes (note text NOT NULL)")
+    with app.app_context():
+        full = take_backup(settings, "full").name
+    execute(url, "INSERT INTO dr_notes VALUES ('after the base backup')")
+    archived_through(app, "pg_current_wal_lsn()", cluster)
+    with app.app_context():
+        assert bundle_finished_hours(settings, now=datetime.now(timezone.utc) + timedelta(hours=1)) is not None
+    env = {**base_env, "DATABASE_URL": postgres_url, "BACKUP_ENGINE": "pg_physical",
+           "BACKUP_DIR": str(settings.backup_dir),
+           "BACKUP_ENCRYPTION_KEY": base64.b64encode(settings.backup_encryption_key).decode()}
+    listed = json.loads(CliRunner().invoke(main, ["backup", "list", "--json"], env=env).stdout)
+    kinds = {row["kind"] for row in listed if not row["in_catalog"]}
+    assert {"full", "incremental"} <= kinds and len(listed) == len([r for r in listed if not r["in_catalog"]])
+    target = cluster.root.parent / "restored-storage"
+    result = CliRunner().invoke(main, ["backup", "restore", full, "--target-dir", str(target), "--yes"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "the recovered server is running" in result.output
+    restored = f"postgresql://postgres@127.0.0.1:{result.output.split('127.0.0.1:')[1].split('/')[0]}/controlplane"
+    assert execute(restored, "SELECT note FROM dr_notes") == [("after the base backup",)]

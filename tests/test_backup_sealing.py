@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from controlplane.backups.sealing import (CHUNK, BackupIntegrityError, Keyring, UnknownKeyError, key_id, parse_key,
-                                          seal, unseal)
+from controlplane.backups.sealing import (CHUNK, OUTPUT_STEP, BackupIntegrityError, Keyring, UnknownKeyError, binding,
+                                          key_id, parse_key, seal, unseal)
 
 KEY, OTHER = os.urandom(32), os.urandom(32)
 
@@ -102,3 +102,30 @@ def test_keys_parse_from_base64_and_hex_and_bad_ones_are_explained():
     for bad in ("short", base64.b64encode(os.urandom(16)).decode(), "z" * 64):
         with pytest.raises(ValueError, match="32 random bytes"):
             parse_key(bad, "BACKUP_ENCRYPTION_KEY")
+
+
+def test_a_bomb_like_frame_is_unsealed_in_bounded_blocks():
+    """A 1 MiB frame can hold gigabytes of zeros; no block handed on may exceed OUTPUT_STEP."""
+    size = 512 << 20  # 512 MiB of zeros: a few dozen KiB sealed, in a single sealed frame
+    zeros = bytes(CHUNK)
+    stream, result = seal((zeros for _ in range(size // CHUNK)), Keyring(KEY))
+    blob = b"".join(stream)
+    assert len(blob) < CHUNK  # one frame (and the final one): the old code decompressed it at once
+    largest = total = 0
+    for block in unseal([blob], Keyring(KEY), expect_plain_sha256=result.plain_sha256):
+        largest, total = max(largest, len(block)), total + len(block)
+    assert total == size and largest <= OUTPUT_STEP
+
+
+def test_an_artefact_bound_to_another_backup_is_refused():
+    stream, _ = seal([b"rows"], Keyring(KEY), bound_to=binding("20261201T000000Z-full-aaaaaa", "database.dump"))
+    blob = b"".join(stream)
+    assert opened_bound(blob, binding("20261201T000000Z-full-aaaaaa", "database.dump")) == b"rows"
+    for other in (binding("20261201T000000Z-full-bbbbbb", "database.dump"),
+                  binding("20261201T000000Z-full-aaaaaa", "globals.sql"), b""):
+        with pytest.raises(BackupIntegrityError, match="belongs to another backup or artefact"):
+            opened_bound(blob, other)
+
+
+def opened_bound(blob: bytes, bound_to: bytes) -> bytes:
+    return b"".join(unseal([blob], Keyring(KEY), bound_to=bound_to))
