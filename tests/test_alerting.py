@@ -283,3 +283,14 @@ def alerts_listing(app, client) -> list[dict]:
     answer = client.get("/api/v1/alerts", headers={"X-Server-API-Key": key})
     assert answer.status_code == 200, answer.get_data(as_text=True)
     return answer.get_json()["data"]
+
+
+def test_no_shipped_rule_ever_prints_nan_without_data():
+    rules = load_rules(ROOT / "alerts" / "rules.yaml")
+    for rule in rules.rules:
+        for key, template in rule.annotations.items():
+            for value in (None, float("nan")):
+                text = rule.render(key, value)
+                assert "nan" not in text.lower().replace("maintenance", ""), (rule.name, key, text)
+                assert ("no data" in text) == ("{value" in template), (rule.name, key, text)
+    assert rules.get("HighErrorRate").render("summary", None) == "HTTP 5xx ratio no data over 5m (threshold 1%)"

@@ -98,12 +98,24 @@ def test_incident_json_is_statuspage_shaped_and_text_stays_text(operator):
     assert len(client.get("/api/v2/incidents.json").get_json()["incidents"]) == 1
 
 
-def test_alert_rules_that_ask_open_and_close_incidents(make_app, tmp_path):
+PUBLIC_TITLE = "Email delivery delayed"
+PUBLIC_TEXT = "Messages you send are queued and will be delivered once the issue is resolved."
+INTERNAL = ("live worker", "threshold", "NoLiveWorker", "heartbeat")
+
+
+def test_alert_rules_that_ask_open_and_close_incidents_in_public_words(make_app, tmp_path):
+    from sqlalchemy import select
+
+    from controlplane.extensions import db
+    from controlplane.status.models import Incident, IncidentUpdate
+
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump({"rules": [{
-        "name": "NoLiveWorker", "indicator": "live_workers", "op": "<", "threshold": 1, "for": "0s",
-        "labels": {"severity": "critical"}, "annotations": {"summary": "No worker is running",
-                                                            "description": "Delivery has stopped."},
+        "name": "NoLiveWorker", "indicator": "live_workers", "params": {"startup_grace": "0s"}, "op": "<",
+        "threshold": 1, "for": "0s", "labels": {"severity": "critical"},
+        "annotations": {"summary": "{value:.0f} live worker(s) (threshold {threshold:g})",
+                        "description": "No heartbeat: delivery has stopped.",
+                        "public_title": PUBLIC_TITLE, "public_description": PUBLIC_TEXT},
         "status_component": "delivery", "open_incident": True}]}))
     app = make_app(ALERT_RULES_FILE=str(rules))
     store_results(app)
@@ -114,19 +126,60 @@ def test_alert_rules_that_ask_open_and_close_incidents(make_app, tmp_path):
     client = app.test_client()
     (incident,) = client.get("/api/v2/incidents/unresolved.json").get_json()["incidents"]
     assert incident["automatic"] is True and incident["alert_rule"] == "NoLiveWorker"
-    assert incident["name"] == "No worker is running" and incident["impact"] == "critical"
+    assert incident["name"] == PUBLIC_TITLE and incident["impact"] == "critical"
+    assert [u["body"] for u in incident["incident_updates"]] == [PUBLIC_TEXT]
     assert components(client)["delivery"] == "major_outage"
+    page = client.get("/status").get_data(as_text=True)
+    assert PUBLIC_TITLE in page and PUBLIC_TEXT in page
     with app.app_context():
-        from controlplane.extensions import db
         from controlplane.jobs.models import WorkerHeartbeat
 
         db.session.add(WorkerHeartbeat(instance="w", hostname="h", pid=1, version="v", started_at=now,
                                        last_seen_at=datetime.now(timezone.utc), is_leader=True))
         db.session.commit()
         evaluate(settings, rule_set, now + timedelta(seconds=15))  # resolves
+        stored = [(i.name, u.body) for i, u in db.session.execute(
+            select(Incident, IncidentUpdate).join(IncidentUpdate, IncidentUpdate.incident_id == Incident.id)).all()]
     assert client.get("/api/v2/incidents/unresolved.json").get_json()["incidents"] == []
-    assert client.get("/api/v2/incidents.json").get_json()["incidents"][0]["status"] == "resolved"
+    resolved = client.get("/api/v2/incidents.json").get_json()["incidents"][0]
+    assert resolved["status"] == "resolved"
+    assert resolved["incident_updates"][0]["body"] == "This incident has been resolved and the service is operating normally."
     assert components(client)["delivery"] == "operational"
+    # Neither the rows, the page, the incident's own page nor the JSON carry the internal text.
+    incident_page = client.get(f"/incidents/{incident['id']}").get_data(as_text=True)
+    statuspage = client.get("/api/v2/incidents.json").get_json()["incidents"]
+    words = [str({k: v for k, v in item.items() if k != "alert_rule"}) for item in statuspage]  # names the rule
+    for text in (" ".join(f"{name} {body}" for name, body in stored), page, incident_page, *words):
+        assert not [word for word in INTERNAL if word in text], text
+
+
+@pytest.mark.parametrize("annotations,message", [
+    ({"summary": "s"}, "annotations.public_title: required for a rule with open_incident"),
+    ({"summary": "s", "public_title": "API errors"}, "annotations.public_description: required"),
+    ({"summary": "s", "public_title": "Errors at {value:.0%}", "public_description": "d"},
+     "annotations.public_title: public text takes no placeholders"),
+])
+def test_a_rule_that_opens_incidents_needs_public_words(annotations, message):
+    from controlplane.alerting.rules import RulesError, parse_rules
+
+    with pytest.raises(RulesError) as error:
+        parse_rules({"rules": [{"name": "Errors", "indicator": "http_error_ratio", "op": ">", "threshold": 0.01,
+                                "labels": {"severity": "critical"}, "annotations": annotations,
+                                "open_incident": True}]})
+    assert f"rule 'Errors'.{message}" in str(error.value)
+
+
+def test_the_shipped_rules_that_open_incidents_speak_to_customers():
+    from pathlib import Path
+
+    from controlplane.alerting.rules import load_rules
+
+    rules = load_rules(Path(__file__).resolve().parent.parent / "alerts" / "rules.yaml")
+    opening = [rule for rule in rules.rules if rule.open_incident]
+    assert {rule.name for rule in opening} == {"HighErrorRate", "PostalUnreachable"}
+    for rule in opening:
+        public = rule.annotations["public_title"] + rule.annotations["public_description"]
+        assert "%" not in public and "threshold" not in public and rule.name not in public
 
 
 def test_scheduled_maintenance_transitions_with_the_clock_and_silences_alerts(operator, app):

@@ -16,6 +16,8 @@ DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 VALUE_FIELD = re.compile(r"\{value(:[^{}]*)?\}")  # {value}, {value:.1%}, ... in an annotation
 NO_DATA_TEXT = "no data"
+# What a status-page incident opened by the rule says: written for customers, so no figures.
+PUBLIC_ANNOTATIONS = ("public_title", "public_description")
 RULE_FIELDS = {"name", "indicator", "params", "op", "threshold", "resolve_threshold", "for", "keep_firing_for",
                "no_data", "labels", "annotations", "status_component", "open_incident"}
 
@@ -149,14 +151,27 @@ def parse_rules(document, source: str = "rules") -> RuleSet:
         annotations = {k: str(v).replace("{runbook_base}", runbook_base) for k, v in (raw.get("annotations") or {}).items()}
         if not annotations.get("summary"):
             raise RulesError(f"{where}.annotations.summary: required")
+        open_incident = bool(raw.get("open_incident", False))
+        _check_public_text(annotations, open_incident, where)
         rules.append(Rule(
             name=name, indicator=indicator.name, params=params, op=op, threshold=threshold,
             for_seconds=parse_duration(raw.get("for", 0), f"{where}.for"),
             keep_firing_seconds=parse_duration(raw.get("keep_firing_for", 0), f"{where}.keep_firing_for"),
             no_data=no_data, labels=labels, annotations=annotations, resolve_threshold=resolve,
-            status_component=raw.get("status_component"), open_incident=bool(raw.get("open_incident", False)),
+            status_component=raw.get("status_component"), open_incident=open_incident,
         ))
     return RuleSet(tuple(rules), source, {rule.name: rule for rule in rules})
+
+
+def _check_public_text(annotations: dict, open_incident: bool, where: str) -> None:
+    """A rule that opens status-page incidents says what customers read; internal figures
+    ({value}, {threshold}) stay in the summary, PagerDuty and the operator views."""
+    for key in PUBLIC_ANNOTATIONS:
+        text = annotations.get(key, "").strip()
+        if open_incident and not text:
+            raise RulesError(f"{where}.annotations.{key}: required for a rule with open_incident (customers read it)")
+        if "{" in text:
+            raise RulesError(f"{where}.annotations.{key}: public text takes no placeholders (it is shown to customers)")
 
 
 def _number(value, where: str) -> float:

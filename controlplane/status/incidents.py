@@ -181,8 +181,13 @@ def describe_all(incidents: list[Incident], page_id: str) -> list[dict]:
     return [describe(incident, page_id, by_incident[incident.id]) for incident in incidents]
 
 
+RESOLVED_TEXT = "This incident has been resolved and the service is operating normally."
+
+
 def on_alert_transition(config, transition) -> None:
-    """Rules with `open_incident` open an incident when they fire and resolve it when they resolve."""
+    """Rules with `open_incident` open an incident when they fire and resolve it when they resolve.
+    The incident says what the rule's public annotations say (written for customers); the
+    internal summary with its figures stays in PagerDuty and the operator views."""
     rule = transition.rule
     if not rule.open_incident:
         return
@@ -191,10 +196,8 @@ def on_alert_transition(config, transition) -> None:
     if transition.name == "firing" and open_one is None:
         status = {"critical": "major_outage", "error": "partial_outage"}.get(rule.severity, "degraded_performance")
         components = {rule.status_component: status} if rule.status_component else {}
-        create_incident(config, {}, rule.render("summary", transition.value)[:200], "investigating",
-                        f"Opened automatically by the alert {rule.name}: {rule.render('description', transition.value)}",
-                        SEVERITY_IMPACT[rule.severity], components, author="alerting", automatic=True,
-                        alert_rule=rule.name)
+        create_incident(config, {}, rule.annotations["public_title"][:200], "investigating",
+                        rule.annotations["public_description"], SEVERITY_IMPACT[rule.severity], components,
+                        author="alerting", automatic=True, alert_rule=rule.name)
     elif transition.name == "resolved" and open_one is not None:
-        update_incident(config, {}, open_one.id, "resolved",
-                        f"The alert {rule.name} has resolved; the incident is closed automatically.", author="alerting")
+        update_incident(config, {}, open_one.id, "resolved", RESOLVED_TEXT, author="alerting")
