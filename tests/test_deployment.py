@@ -10,9 +10,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from controlplane.extensions import db
 from controlplane.settings import PROJECT_ROOT
 from controlplane.smoke import run_smoke
-from tests.conftest import free_port
+from controlplane.telemetry.models import RequestMinute
+from tests.conftest import free_port, new_key, wait_for
 
 FLY = tomllib.loads((PROJECT_ROOT / "fly.toml").read_text())
 
@@ -88,10 +90,13 @@ def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 40) -
 def live_server(base_env, tmp_path):
     """`controlplane run` in a subprocess, as a newcomer starts it."""
     port = free_port()
-    env = {**os.environ, **base_env, "LOG_LEVEL": "WARNING", "DRAIN_SECONDS": "1", "LEADER_POLL_SECONDS": "0.5"}
+    # A worker metrics port is set to prove `run` leaves it alone: its web /metrics has everything.
+    env = {**os.environ, **base_env, "LOG_LEVEL": "WARNING", "DRAIN_SECONDS": "3", "LEADER_POLL_SECONDS": "0.5",
+           "WORKER_METRICS_PORT": str(free_port()), "DELIVERY_INTERVAL_SECONDS": "0.2"}
     process = subprocess.Popen([sys.executable, "-m", "controlplane", "run", "--port", str(port)],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
+    process.worker_metrics_port = int(env["WORKER_METRICS_PORT"])
     try:
         wait_until_ready(url, process)
         yield url, process
@@ -102,16 +107,39 @@ def live_server(base_env, tmp_path):
 
 
 @pytest.mark.slow
-def test_run_serves_health_and_drains_on_sigterm(live_server):
+def test_run_serves_health_and_drains_on_sigterm_without_counting_its_503s(live_server, make_app):
     url, process = live_server
     body = httpx.get(url + "/health").json()
     assert body["status"] == "healthy", body
     assert body["checks"]["worker"] == "healthy" and body["checks"]["database"] == "healthy"
     process.send_signal(signal.SIGTERM)
     time.sleep(0.3)
-    ready = httpx.get(url + "/ready")
-    assert ready.status_code == 503 and ready.json()["status"] == "draining"
+    for _ in range(10):
+        ready = httpx.get(url + "/ready")
+        assert ready.status_code == 503 and ready.json()["status"] == "draining"
     assert process.wait(timeout=15) == 0
+    # Its last flush has run: the draining 503s, like every probe, are no requests to alert on.
+    with make_app(migrate=False).app_context():
+        assert db.session.query(RequestMinute).count() == 0
+
+
+@pytest.mark.slow
+def test_run_serves_the_workers_series_on_its_web_metrics_and_opens_no_worker_port(live_server, make_app):
+    url, process = live_server
+    key = new_key(make_app(migrate=False), "send")
+    sent = httpx.post(url + "/api/v1/send/message", headers={"X-Server-API-Key": key},
+                      json={"to": ["alice@example.com"], "from": "ops@mailgoat.dev", "subject": "hi", "plain_body": "b"})
+    assert sent.status_code == 200, sent.text
+
+    def delivered():
+        text = httpx.get(url + "/metrics").text
+        return [s for family in text_string_to_metric_families(text) if family.name == "mailgoat_emails_sent"
+                for s in family.samples if s.name == "mailgoat_emails_sent_total" and s.labels == {"status": "sent"}]
+
+    (sample,) = wait_for(delivered, timeout=30)
+    assert sample.value == 1  # delivered by the in-process worker, counted once, on the one target
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{process.worker_metrics_port}/metrics", timeout=2)
 
 
 @pytest.mark.slow
