@@ -67,6 +67,10 @@ def service_red() -> dict:
         panel("Requests by route", [(f"sum by (route) (rate({REQ}_count[5m]))", "{{route}}")], "reqps"),
         panel("In flight", [("sum(http_server_requests_in_flight)", "in flight")], "short"),
         panel("API errors by code", [("sum by (type) (rate(mailgoat_api_errors_total[5m]))", "{{type}}")], "reqps"),
+        panel("Probes and scrapes by route and status",
+              [("sum by (route, status) (rate(http_server_probe_duration_seconds_count[5m]))", "{{route}} {{status}}")],
+              "reqps", description="/health, /ready, /live, /metrics and static files: not user traffic, so no "
+              "rule reads them; a /ready answering 503 for long means instances are out of rotation."),
     ], ["red"])
 
 
