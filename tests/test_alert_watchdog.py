@@ -232,3 +232,18 @@ def test_the_watchdog_bound_must_exceed_two_evaluation_intervals(base_env):
     with pytest.raises(SettingsError, match="ALERT_WATCHDOG_SECONDS must be at least twice ALERT_EVALUATION_SECONDS"):
         Settings.from_env({**base_env, "ALERT_EVALUATION_SECONDS": "15", "ALERT_WATCHDOG_SECONDS": "20"})
     assert Settings.from_env({**base_env, "ALERT_EVALUATION_SECONDS": "60"}).alert_watchdog_seconds == 240
+
+
+def test_what_only_the_network_tells_degrades_the_check_and_sets_the_gauge(make_app, pd):
+    app = web(make_app, pd, ALERT_EMAIL_TO="oncall@example.com", SMTP_HOST="127.0.0.1:9",
+              ALERT_WEBHOOK_URL="https://127.0.0.1/hook")
+    beat(app)
+    evaluated(app, seconds_ago=1)
+    assert metric(app, 'controlplane_alert_channel_misconfigured{channel="email"}') == 0.0  # not probed yet
+    tick(app, utcnow())
+    message = health(app)["details"]["alerting"]["message"]
+    assert "channel email: SMTP_HOST 127.0.0.1:9 is unreachable" in message
+    assert "channel webhook: ALERT_WEBHOOK_URL is refused by the SSRF guard: 127.0.0.1 resolves to 127.0.0.1" in message
+    assert metric(app, 'controlplane_alert_channel_misconfigured{channel="email"}') == 1.0
+    assert metric(app, 'controlplane_alert_channel_misconfigured{channel="webhook"}') == 1.0
+    assert metric(app, 'controlplane_alert_channel_misconfigured{channel="pagerduty"}') == 0.0

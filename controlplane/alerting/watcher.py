@@ -56,8 +56,8 @@ class Watcher:
         while not self._stop.wait(self.tick_seconds):
             try:
                 self.tick()
-            except Exception:  # a database outage: the next tick tries again
-                log.exception("alert watchdog tick failed")
+            except Exception as exc:  # a database outage: one line per tick, and the next tick tries again
+                log.warning("alert watchdog tick failed: %s: %s", type(exc).__name__, str(exc).splitlines()[0:1])
 
     def tick(self, now=None) -> bool:
         """One look, if this instance holds the lease for it; returns whether it did."""
