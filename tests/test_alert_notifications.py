@@ -421,10 +421,14 @@ def test_alerts_test_names_an_unreachable_smtp_host_and_a_webhook_that_is_not_ht
     assert "channel email: SMTP_HOST 127.0.0.1:9 is unreachable" in error
 
 
-def test_a_rule_without_a_routing_key_is_a_channel_problem(make_app):
-    app = make_app(PAGERDUTY_ROUTING_KEY_CRITICAL=KEY)  # no default: warning rules route nowhere
+def test_a_rule_without_a_routing_key_is_reported_and_the_other_rules_still_page(make_app, pd):
+    app = pd.attach(make_app(PAGERDUTY_ROUTING_KEY_CRITICAL=KEY))  # no default: warning rules route nowhere
     problem = app.extensions["controlplane.channel_problems"]["pagerduty"]
     assert problem.startswith("no routing key for rule(s) ") and "PAGERDUTY_ROUTING_KEY" in problem
+    assert "HighErrorRate" not in problem.split(":")[0]  # critical: it has its key
+    row_id = queue(app)
+    run(app)
+    assert notification(app, row_id).state == "sent" and pd.events[0]["routing_key"] == KEY
 
 
 def test_the_notify_job_holds_pages_for_a_misconfigured_channel_and_says_so_once(make_app, pd, caplog):

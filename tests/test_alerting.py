@@ -43,7 +43,7 @@ def test_the_shipped_rules_are_valid_and_complete():
     assert {r.name for r in rules.rules} == SHIPPED
     fast = rules.get("ErrorBudgetBurnFast")
     assert fast.threshold == 14.4 and fast.params["long_window_seconds"] == 3600
-    assert rules.get("HighErrorRate").annotations["runbook_url"].startswith("https://")
+    assert rules.get("HighErrorRate").annotations["runbook_url"] == "docs/runbooks.md#high-error-rate"
     assert rules.get("HighLatencyP95").params["seconds"] == 2.0
 
 

@@ -9,7 +9,8 @@ def init_alerting(app) -> None:
 
     settings = app.extensions["controlplane.settings"]
     # Loaded (and so validated) at start-up: a broken rules file fails loudly, not at 3 a.m.
-    app.extensions["controlplane.alert_rules"] = load_rules(settings.alert_rules_file)
+    app.extensions["controlplane.alert_rules"] = load_rules(settings.alert_rules_file,
+                                                            runbook_base=settings.alert_runbook_base_url)
     app.register_blueprint(bp)
     from . import engine  # noqa: F401  (its evaluation-time histogram)
     from .metrics import alerting_families

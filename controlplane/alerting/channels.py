@@ -2,9 +2,11 @@
 
 - `route(rule, settings) -> str | None`: where a rule's notifications go on this channel (None:
   not configured for it, an explicit no-op);
-- `problem(settings, rules) -> str | None`: why the channel cannot work, known without a network
-  call (checked at start-up; the outbox holds its notifications meanwhile);
-- `probe(settings) -> str | None`: the same, found over the network (health check, `alerts test`);
+- `problem(settings) -> str | None`: why the channel cannot send at all, known without a network
+  call (said at start-up; the outbox holds its notifications meanwhile);
+- `rule_problem(settings, rules) -> str | None`: rules that cannot reach it (reported, not held:
+  the other rules' pages still go out);
+- `probe(settings) -> str | None`: what only the network tells (health check, `alerts test`);
 - `send(row, settings) -> Outcome` (ok, permanent, error): one attempt; the outbox retries.
 
 - pagerduty: PagerDuty Events API v2 through the app's one PagerDutySender
@@ -52,7 +54,26 @@ def route_for(rule, settings) -> str | None:
     return None
 
 
-class PagerDutyChannel:
+class Channel:
+    """Defaults: no rate limit of its own, and nothing that can be wrong with it."""
+
+    name: str
+    per_minute: int | None = None
+
+    @staticmethod
+    def problem(settings) -> str | None:
+        return None
+
+    @staticmethod
+    def rule_problem(settings, rules) -> str | None:
+        return None
+
+    @staticmethod
+    def probe(settings) -> str | None:
+        return None
+
+
+class PagerDutyChannel(Channel):
     name = "pagerduty"
     per_minute = EVENTS_PER_MINUTE  # per routing key: PagerDuty's own limit
 
@@ -61,21 +82,18 @@ class PagerDutyChannel:
         return route_for(rule, settings)
 
     @staticmethod
-    def problem(settings, rules) -> str | None:
+    def problem(settings) -> str | None:
         if not settings.pagerduty_routes:
             return None  # unconfigured: nothing pages, and /health and `config` say so
-        events_url_problem = PagerDutySender.url_problem(settings.pagerduty_events_url)
-        if events_url_problem:
-            return events_url_problem
+        return PagerDutySender.url_problem(settings.pagerduty_events_url)
+
+    @staticmethod
+    def rule_problem(settings, rules) -> str | None:
         unrouted = [rule.name for rule in rules.rules if route_for(rule, settings) is None]
-        if unrouted:
+        if settings.pagerduty_routes and unrouted:
             return (f"no routing key for rule(s) {', '.join(unrouted)}: set PAGERDUTY_ROUTING_KEY (the default) "
                     f"or PAGERDUTY_ROUTING_KEY_<ROUTE> for their pagerduty_route label or severity")
         return None
-
-    @staticmethod
-    def probe(settings) -> str | None:
-        return None  # a reachability probe would have to send an event
 
     def send(self, row, settings) -> Outcome:
         from flask import current_app
@@ -87,16 +105,15 @@ class PagerDutyChannel:
         return sender.send(key, row.action, row.dedup_key, json.loads(row.payload) or None)
 
 
-class WebhookChannel:
+class WebhookChannel(Channel):
     name = "webhook"
-    per_minute = None
 
     @staticmethod
     def route(rule, settings) -> str | None:
         return "webhook" if settings.alert_webhook_url else None
 
     @staticmethod
-    def problem(settings, rules) -> str | None:
+    def problem(settings) -> str | None:
         url = settings.alert_webhook_url
         if url and not url.startswith("https://") and not settings.webhook_allow_private_targets:
             return f"ALERT_WEBHOOK_URL must be an https:// URL, got {url!r}"
@@ -131,17 +148,15 @@ class WebhookChannel:
         return Outcome(False, permanent=permanent, error=attempt.error)
 
 
-class EmailChannel:
+class EmailChannel(Channel):
+    """Addresses are validated by the gateway when the mail is accepted; what can be wrong is the
+    SMTP fallback."""
+
     name = "email"
-    per_minute = None
 
     @staticmethod
     def route(rule, settings) -> str | None:
         return "email" if settings.alert_email_to else None
-
-    @staticmethod
-    def problem(settings, rules) -> str | None:
-        return None  # addresses are validated by the gateway when the mail is accepted
 
     @staticmethod
     def probe(settings) -> str | None:
@@ -215,8 +230,9 @@ CHANNELS = {channel.name: channel for channel in (PagerDutyChannel(), WebhookCha
 
 
 def channel_problems(settings, rules) -> dict[str, str]:
-    """Channel name -> why it cannot work, from configuration alone (no network)."""
-    return {name: problem for name, channel in CHANNELS.items() if (problem := channel.problem(settings, rules))}
+    """Channel name -> why it (or some rules' pages on it) cannot work, from configuration alone."""
+    return {name: problem for name, channel in CHANNELS.items()
+            if (problem := channel.problem(settings) or channel.rule_problem(settings, rules))}
 
 
 def probed_channel_problems(settings, rules) -> dict[str, str]:

@@ -14,7 +14,6 @@ import logging
 import random
 from datetime import datetime, timedelta
 
-from flask import current_app
 from sqlalchemy import func, select
 
 from ..extensions import db
@@ -69,11 +68,10 @@ def send_due(settings, now: datetime, limit: int = 50) -> int:
     sent_recently = dict(db.session.execute(
         select(AlertNotification.route, func.count()).where(AlertNotification.sent_at > now - timedelta(minutes=1))
         .group_by(AlertNotification.route)).all())
-    problems = current_app.extensions["controlplane.channel_problems"]
     attempted = 0
     for row in rows:
         channel = CHANNELS.get(row.channel)
-        problem = problems.get(row.channel) if channel else f"no channel {row.channel!r} in this version"
+        problem = channel.problem(settings) if channel else f"no channel {row.channel!r} in this version"
         if problem:
             _hold(row, problem, now)
             continue

@@ -89,24 +89,26 @@ class RuleSet:
         return self.by_name.get(name)
 
 
-def load_rules(path: Path) -> RuleSet:
+def load_rules(path: Path, runbook_base: str | None = None) -> RuleSet:
+    """The rules in `path`; `runbook_base` (ALERT_RUNBOOK_BASE_URL) replaces the file's own
+    `defaults.runbook_base`, so pages can link to where the runbooks are published."""
     try:
         document = yaml.safe_load(Path(path).read_text())
     except OSError as exc:
         raise RulesError(f"{path}: cannot read: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise RulesError(f"{path}: not valid YAML: {exc}") from None
-    return parse_rules(document, str(path))
+    return parse_rules(document, str(path), runbook_base)
 
 
-def parse_rules(document, source: str = "rules") -> RuleSet:
+def parse_rules(document, source: str = "rules", runbook_base: str | None = None) -> RuleSet:
     from .indicators import INDICATORS
 
     if not isinstance(document, dict) or not isinstance(document.get("rules"), list):
         raise RulesError(f"{source}: expected a mapping with a 'rules' list")
     defaults = document.get("defaults") or {}
     default_labels = defaults.get("labels") or {}
-    runbook_base = str(defaults.get("runbook_base", ""))
+    runbook_base = runbook_base or str(defaults.get("runbook_base", ""))
     rules, seen = [], set()
     for index, raw in enumerate(document["rules"]):
         name = raw.get("name") if isinstance(raw, dict) else None

@@ -97,7 +97,7 @@ def ping_heartbeat(app, url: str) -> str | None:
     try:
         with http_client(app, HEARTBEAT_TIMEOUT_SECONDS) as http:
             response = http.post(url, content=b"")
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:  # whatever it is, evaluation goes on
         return f"{type(exc).__name__}: {exc}"[:500]
     return None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
 
@@ -225,7 +225,7 @@ def page_if_stalled(app, settings, now: datetime | None = None) -> str | None:
 
 
 def _send_page(app, settings, action: str, view: Assessment) -> str | None:
-    problem = app.extensions["controlplane.channel_problems"].get("pagerduty")
+    problem = CHANNELS["pagerduty"].problem(settings)
     if problem:
         return problem
     route = _page_route(settings)
