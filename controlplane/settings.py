@@ -212,6 +212,8 @@ class Settings:
     alert_watchdog_seconds: float = 120.0
     # Pinged after each completed evaluation (healthchecks.io, Dead Man's Snitch); unset: no ping.
     alert_heartbeat_url: str | None = None
+    # Where docs/runbooks.md is published; unset: rules link to docs/runbooks.md in the repository.
+    alert_runbook_base_url: str | None = None
     grafana_url: str | None = None
     alert_webhook_url: str | None = None
     alert_webhook_secret: str | None = None
@@ -308,6 +310,7 @@ class Settings:
             alert_evaluation_seconds=env.float("ALERT_EVALUATION_SECONDS", 15.0, minimum=1.0),
             alert_watchdog_seconds=_watchdog_seconds(env),
             alert_heartbeat_url=_optional_url(env, "ALERT_HEARTBEAT_URL"),
+            alert_runbook_base_url=_optional_url(env, "ALERT_RUNBOOK_BASE_URL"),
             backup_wal_seal_seconds=env.float("BACKUP_WAL_SEAL_SECONDS", 60.0, minimum=1.0),
             backup_drill_weekday=env.choice("BACKUP_DRILL_WEEKDAY", ("mon", "tue", "wed", "thu", "fri", "sat", "sun"), "sun"),
             database_url=database_url,
