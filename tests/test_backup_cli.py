@@ -120,7 +120,7 @@ def test_db_upgrade_takes_a_pre_migration_backup_on_postgres(make_app, postgres_
     assert result.exit_code == 0, result.output
     assert "pre-migration backup 1 (" in result.output and "database at 9999_next" in result.output
     rows = json.loads(CliRunner().invoke(main, ["backup", "list", "--json"], env=env).stdout)
-    assert [(r["kind"], r["status"]) for r in rows] == [("pre-migration", "succeeded")]
+    assert [(r["kind"], r["status"], r["full_copy"]) for r in rows] == [("pre-migration", "succeeded", True)]
     # Nothing left to apply: no second backup.
     assert "pre-migration" not in CliRunner().invoke(main, ["db", "upgrade"], env=env).stdout
 

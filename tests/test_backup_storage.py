@@ -284,3 +284,15 @@ def test_a_pre_migration_backup_is_recorded_as_a_full_copy(make_app, postgres_ur
         row = take_backup(app.extensions["controlplane.settings"], "pre-migration")
         assert row.kind == "pre-migration" and row.full_copy is True
         assert latest_full().name == row.name
+
+
+def test_plaintext_manifests_from_unreleased_builds_are_named_not_read(two_backups, cli, local_env):
+    fresh, _, storage = two_backups
+    old = storage / "20261130T031500Z-full-a1b2c3"
+    old.mkdir()
+    (old / "manifest.json").write_text('{"format": 1, "name": "20261130T031500Z-full-a1b2c3"}')
+    (old / "database.sqlite.sealed").write_bytes(b"MGBAK1")
+    message = "20261130T031500Z-full-a1b2c3: only a plaintext manifest.json (from an unreleased build)"
+    assert message in cli(fresh, "backup", "list", env=local_env).output
+    rebuilt = cli(fresh, "backup", "catalog", "rebuild", env=local_env)
+    assert rebuilt.exit_code == 0 and "imported 2 backup(s)" in rebuilt.output and message in rebuilt.output

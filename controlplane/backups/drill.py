@@ -10,27 +10,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from ..extensions import db
 from ..timeutil import utcnow
 from .models import Backup, RestoreDrill
 from .operations import BackupError, restore_backup
+from .status import latest_full
 
 log = logging.getLogger("controlplane.backups")
-DRILLED_KINDS = ("full", "manual", "pre-migration")
-
-
-def newest_restorable() -> Backup | None:
-    return db.session.execute(
-        select(Backup).where(Backup.status == "succeeded", Backup.kind.in_(DRILLED_KINDS))
-        .order_by(Backup.finished_at.desc()).limit(1)
-    ).scalar_one_or_none()
 
 
 def run_drill(settings, backup: Backup | None = None) -> RestoreDrill:
-    backup = backup or newest_restorable()
+    backup = backup or latest_full()  # WAL restores only with its base backup
     drill = RestoreDrill(backup_id=backup.id if backup else None, started_at=utcnow())
     db.session.add(drill)
     db.session.commit()
