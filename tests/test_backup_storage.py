@@ -276,14 +276,16 @@ def test_unknown_names_in_an_empty_catalog_are_explained(two_backups, cli, local
 
 def test_a_pre_migration_backup_is_recorded_as_a_full_copy(make_app, postgres_url):
     from controlplane.backups.operations import take_backup
-    from controlplane.backups.status import latest_full
+    from controlplane.backups.status import backup_status, latest_full
 
     app = make_app(DATABASE_URL=postgres_url)
+    settings = app.extensions["controlplane.settings"]
     with app.app_context():
         assert latest_full() is None
-        row = take_backup(app.extensions["controlplane.settings"], "pre-migration")
+        row = take_backup(settings, "pre-migration")
         assert row.kind == "pre-migration" and row.full_copy is True
         assert latest_full().name == row.name
+        assert backup_status(settings)["last_full"]["name"] == row.name
 
 
 def test_plaintext_manifests_from_unreleased_builds_are_named_not_read(two_backups, cli, local_env):

@@ -45,7 +45,7 @@ def backup_status(settings, now: datetime | None = None) -> dict:
     except StorageError as exc:
         storage = f"unusable: {exc}"
     newest = latest()
-    full, incremental, failed = latest("full"), latest("incremental"), latest(status="failed")
+    full, incremental, failed = latest_full(), latest("incremental"), latest(status="failed")
     drill = latest_drill()
     hour, minute = settings.backup_full_at
 
