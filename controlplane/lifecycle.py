@@ -1,4 +1,8 @@
-"""Process lifecycle as /ready reports it: serving, or draining after SIGTERM."""
+"""Process lifecycle as /ready reports it: serving, or draining after SIGTERM.
+
+/ready's 503s while starting or draining are answers to the proxy, and /ready is a probe route
+(telemetry/traffic.py): they never count as traffic, so a deploy or a scale-down pages nobody.
+"""
 import signal
 import threading
 import time

@@ -1,4 +1,9 @@
-"""Delivery metrics under the names MailGoat's own dashboards use (CONTRACTS.md §2)."""
+"""Delivery metrics under the names MailGoat's own dashboards use (CONTRACTS.md §2).
+
+EMAILS_SENT, SEND_DURATION and RETRIES are counted where mail is sent, in the worker process, and
+scraped from its own target (WORKER_METRICS_PORT, telemetry/worker_metrics.py); API_ERRORS is
+counted by the web. The outbox gauges below are read from the database by the web's /metrics.
+"""
 from prometheus_client import Counter, Histogram
 
 EMAILS_SENT = Counter("mailgoat_emails_sent_total", "Messages handed to Postal, by outcome.", ["status"])
