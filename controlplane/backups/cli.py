@@ -126,9 +126,9 @@ def backup_show(app, backup_id, as_json):
     if as_json:
         click.echo(json.dumps(described, indent=2))
         return
-    for field in ("id", "name", "in_catalog", "kind", "full_copy", "engine", "status", "started_at", "finished_at", "storage", "location",
-                  "key_id", "compression", "server_version", "lsn", "parent_id", "pinned", "verified_at",
-                  "verify_ok", "verify_error", "error"):
+    for field in ("id", "name", "in_catalog", "kind", "full_copy", "engine", "status", "started_at", "finished_at",
+                  "storage", "location", "key_id", "compression", "server_version", "lsn", "parent_id", "pinned",
+                  "verified_at", "verify_ok", "verify_error", "error"):
         if described[field] not in (None, ""):
             click.echo(f"{field:<16} {described[field]}")
     click.echo(f"{'size':<16} {human_bytes(described['size_bytes'] or 0)} stored, "

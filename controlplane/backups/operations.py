@@ -33,7 +33,6 @@ from .sealing import BackupIntegrityError, binding, keyring, seal, unseal
 from .storage import StorageError, storage_for
 
 log = logging.getLogger("controlplane.backups")
-__all__ = ["BackupError"]  # raised by every operation here; defined in errors.py
 
 
 def find_backup(identifier: str | int) -> Backup:
@@ -73,7 +72,8 @@ def take_backup(settings, kind: str = "full", progress: bool = False, engine_nam
     started = utcnow()
     row = Backup(name=f"{started:%Y%m%dT%H%M%SZ}-{kind}-{secrets.token_hex(3)}", kind=kind, engine=engine.name,
                  full_copy=kind in FULL_COPY_KINDS, status="running", started_at=started, storage=storage.name,
-                 location=storage.describe(), compression=engine.compression, key_id=keyring(settings).current_id, artefacts="[]")
+                 location=storage.describe(), compression=engine.compression, key_id=keyring(settings).current_id,
+                 artefacts="[]")
     db.session.add(row)
     db.session.commit()
     written: list[str] = []
