@@ -13,6 +13,8 @@ re-imported into an empty catalog (catalog.py).
 
 Plaintext `<name>/manifest.json` files were written only by unreleased builds (no release wrote
 them): they are not read, and a rebuild reports them by name so an operator can delete them.
+The artefacts of those builds were sealed without the binding, so they no longer open either;
+take a new backup after upgrading from one.
 """
 from __future__ import annotations
 
