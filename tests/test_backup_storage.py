@@ -294,7 +294,10 @@ def test_plaintext_manifests_from_unreleased_builds_are_named_not_read(two_backu
     old.mkdir()
     (old / "manifest.json").write_text('{"format": 1, "name": "20261130T031500Z-full-a1b2c3"}')
     (old / "database.sqlite.sealed").write_bytes(b"MGBAK1")
+    (storage / "status-site").mkdir()  # the status page's static copy shares the storage
+    (storage / "status-site" / "manifest.json").write_text("{}")
     message = "20261130T031500Z-full-a1b2c3: only a plaintext manifest.json (from an unreleased build)"
     assert message in cli(fresh, "backup", "list", env=local_env).output
     rebuilt = cli(fresh, "backup", "catalog", "rebuild", env=local_env)
     assert rebuilt.exit_code == 0 and "imported 2 backup(s)" in rebuilt.output and message in rebuilt.output
+    assert "status-site" not in rebuilt.output

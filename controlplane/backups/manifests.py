@@ -19,13 +19,16 @@ take a new backup after upgrading from one.
 from __future__ import annotations
 
 import json
+import re
 
 from .models import MANIFEST_FORMAT, Backup
 from .sealing import BackupIntegrityError, Keyring, binding, seal, unseal
 
 PREFIX = "manifests/"
 SUFFIX = ".sealed"
-LEGACY_SUFFIX = "/manifest.json"
+# `<name>/manifest.json` of a backup taken by take_backup in an unreleased build; other
+# manifest.json files share the storage (the status page's static copy keeps one).
+LEGACY_MANIFEST = re.compile(r"^(\d{8}T\d{6}Z-[a-z-]+-[0-9a-f]{6})/manifest\.json$")
 MAX_MANIFEST_BYTES = 64 << 20  # a manifest is kilobytes; anything this large is not one
 
 
@@ -61,5 +64,5 @@ def stored_names(storage) -> tuple[list[str], list[str]]:
     plaintext manifest.json from an unreleased build."""
     keys = storage.keys()
     sealed = [key[len(PREFIX):-len(SUFFIX)] for key in keys if key.startswith(PREFIX) and key.endswith(SUFFIX)]
-    legacy = [key[:-len(LEGACY_SUFFIX)] for key in keys if key.endswith(LEGACY_SUFFIX)]
+    legacy = [match.group(1) for match in map(LEGACY_MANIFEST.match, keys) if match]
     return sealed, sorted(set(legacy) - set(sealed))
