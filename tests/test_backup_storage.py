@@ -301,3 +301,11 @@ def test_plaintext_manifests_from_unreleased_builds_are_named_not_read(two_backu
     rebuilt = cli(fresh, "backup", "catalog", "rebuild", env=local_env)
     assert rebuilt.exit_code == 0 and "imported 2 backup(s)" in rebuilt.output and message in rebuilt.output
     assert "status-site" not in rebuilt.output
+
+
+def test_list_shows_catalogued_and_storage_only_backups_together_newest_first(two_backups, cli, local_env):
+    fresh, names, _ = two_backups
+    assert cli(fresh, "backup", "run", env=local_env).exit_code == 0  # this database's own, catalogued
+    rows = json.loads(cli(fresh, "backup", "list", "--json", env=local_env).stdout)
+    assert [(r["in_catalog"], r["in_storage"]) for r in rows] == [(True, True), (False, True), (False, True)]
+    assert [r["name"] for r in rows[1:]] == list(reversed(names))

@@ -13,6 +13,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from ..extensions import db
+from ..timeutil import as_utc
 from .errors import BackupError
 from .manifests import read_manifest, stored_names
 from .models import Backup
@@ -89,7 +90,7 @@ def storage_view(settings) -> StorageView:
             view.unreadable.append((name, str(exc)))
     stored = set(names)
     view.not_in_storage = {row.name for row in catalogued if row.status == "succeeded" and row.name not in stored}
-    view.rows.sort(key=lambda row: row.started_at, reverse=True)
+    view.rows.sort(key=lambda row: as_utc(row.started_at), reverse=True)  # SQLite's are naive
     return view
 
 

@@ -95,13 +95,14 @@ def backup_list(app, as_json, limit):
 
 
 def _print_rows(rows, not_in_storage: set[str]) -> None:
-    click.echo(f"{'id':>5}  {'name':<34} {'started (UTC)':<19}  {'kind':<13} {'engine':<11} {'status':<9} "
+    width = max(len(r.name) for r in rows)
+    click.echo(f"{'id':>5}  {'name':<{width}} {'started (UTC)':<19}  {'kind':<13} {'engine':<11} {'status':<9} "
                f"{'size':>10}  {'verified':<8} {'pinned':<6} where")
     for r in rows:
         verified = "-" if r.verify_ok is None else ("ok" if r.verify_ok else "FAILED")
         where = "storage only (not in the catalog)" if not r.in_catalog else (
             "catalog only (no manifest in storage)" if r.name in not_in_storage else "catalog, storage")
-        click.echo(f"{r.id if r.in_catalog else '-':>5}  {r.name:<34} {r.started_at:%Y-%m-%d %H:%M:%S}  {r.kind:<13} "
+        click.echo(f"{r.id if r.in_catalog else '-':>5}  {r.name:<{width}} {r.started_at:%Y-%m-%d %H:%M:%S}  {r.kind:<13} "
                    f"{r.engine:<11} {r.status:<9} {human_bytes(r.size_bytes or 0):>10}  {verified:<8} "
                    f"{'yes' if r.pinned else '':<6} {where}")
 
