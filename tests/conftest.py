@@ -112,12 +112,11 @@ def database_url(tmp_path, request) -> str:
     return f"sqlite:///{tmp_path / 'controlplane.db'}"
 
 
-@pytest.fixture
-def base_env(tmp_path, database_url) -> dict[str, str]:
-    """Environment for an app under test: development, no outside services configured."""
+def development_env(root: Path, database_url: str) -> dict[str, str]:
+    """Environment for an app (or a process) under test: development, no outside services configured."""
     return {
         "APP_ENV": "development",
-        "DATA_DIR": str(tmp_path / "data"),
+        "DATA_DIR": str(root / "data"),
         "DATABASE_URL": database_url,
         "POSTAL_API_URL": "",
         "POSTAL_API_KEY": "",
@@ -131,6 +130,12 @@ def base_env(tmp_path, database_url) -> dict[str, str]:
         # Worker processes started by tests serve no metrics unless a test asks (each on a free port).
         "WORKER_METRICS_PORT": "0",
     }
+
+
+@pytest.fixture
+def base_env(tmp_path, database_url) -> dict[str, str]:
+    """Environment for an app under test: development, no outside services configured."""
+    return development_env(tmp_path, database_url)
 
 
 @pytest.fixture

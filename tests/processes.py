@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from controlplane.settings import PROJECT_ROOT
-from tests.conftest import free_port
+from tests.conftest import development_env, free_port
 
 # Fast enough for a test to see several of each within seconds.
 FAST_INTERVALS = {
@@ -41,24 +41,15 @@ ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"  # 32 characters, as PagerDuty'
 
 
 def install_env(root: Path, database_url: str, **overrides: str) -> dict[str, str]:
-    """Environment for every process of one install: development, no outside service configured
-    unless `overrides` configure it (tests/conftest.py's base_env, for processes)."""
+    """Environment for every process of one install: what tests/conftest.py's base_env gives an
+    app in the test's own process (development, no outside service configured unless `overrides`
+    configure one), with short intervals."""
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("PROMETHEUS_MULTIPROC_DIR", "CONTROLPLANE_TEST", "PAGERDUTY_", "ALERT_"))}
+    env.update(development_env(root, database_url))
     env.update({
-        "APP_ENV": "development",
-        "DATA_DIR": str(root / "data"),
-        "DATABASE_URL": database_url,
-        "POSTAL_API_URL": "",
-        "POSTAL_API_KEY": "",
-        "REDIS_URL": "",
-        "SENTRY_DSN": "",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": "",
         "LOG_LEVEL": "WARNING",
-        "HEALTH_CACHE_SECONDS": "0",
-        "STATUS_CACHE_SECONDS": "0",
         "INSTANCE_ID": "fault-suite",
-        "WORKER_METRICS_PORT": "0",  # several workers on one machine: no fixed port to fight over
         "DRAIN_SECONDS": "0",
         **FAST_INTERVALS,
     })
