@@ -294,3 +294,12 @@ def test_no_shipped_rule_ever_prints_nan_without_data():
                 assert "nan" not in text.lower().replace("maintenance", ""), (rule.name, key, text)
                 assert ("no data" in text) == ("{value" in template), (rule.name, key, text)
     assert rules.get("HighErrorRate").render("summary", None) == "HTTP 5xx ratio no data over 5m (threshold 1%)"
+
+
+def test_a_rule_removed_from_the_file_while_in_error_no_longer_counts(app):
+    with app.app_context():
+        db.session.add(AlertState(rule="RemovedRule", labels_key="{}", state="inactive", error="OperationalError: x"))
+        db.session.commit()
+        evaluate(app.extensions["controlplane.settings"], app.extensions["controlplane.alert_rules"])
+        failing = db.session.execute(select(AlertState).where(AlertState.rule == "AlertRuleFailing")).scalar_one()
+    assert failing.state == "inactive" and failing.last_value == 0.0

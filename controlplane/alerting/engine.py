@@ -99,7 +99,7 @@ def evaluate(settings, rules: RuleSet, now: datetime | None = None) -> list[Tran
     """One evaluation of every rule, each in its own transaction (its state, history and the
     notifications it causes commit together); returns the transitions."""
     started = time.perf_counter()
-    ctx = Context(now=now or utcnow(), settings=settings)
+    ctx = Context(now=now or utcnow(), settings=settings, rule_names=tuple(rule.name for rule in rules.rules))
     transitions = []
     for rule in rules.rules:
         transitions += _evaluate_rule(rule, ctx)
@@ -115,6 +115,8 @@ def _evaluate_rule(rule: Rule, ctx: Context) -> list[Transition]:
     try:
         state = _state_for(rule, NO_LABELS)
         value = INDICATORS[rule.indicator].measure(rule.params, ctx)
+        if state.error:
+            log.info("rule %s can be evaluated again", rule.name, extra={"rule": rule.name})
         state.error = state.error_since = None
         transitions = [] if value is STARTING_UP else _advance(rule, state, value, ctx)
         if value is STARTING_UP:
@@ -122,7 +124,6 @@ def _evaluate_rule(rule: Rule, ctx: Context) -> list[Transition]:
         db.session.commit()
     except Exception as exc:
         db.session.rollback()
-        log.exception("rule %s could not be evaluated (indicator %s)", rule.name, rule.indicator)
         _record_error(rule, exc, ctx.now)
         return []
     for transition in transitions:  # logged once committed: a logged page is a stored page
@@ -156,15 +157,22 @@ def _record_error(rule: Rule, exc: Exception, now: datetime) -> None:
     """The rule's error state: the reason and since when, its alert state untouched (a firing
     alert neither resolves nor pages again while nothing can be measured)."""
     RULE_ERRORS.labels(rule=rule.name).inc()
+    reason = error_reason(exc)
     try:
         state = _state_for(rule, NO_LABELS)
-        state.error = error_reason(exc)
+        if state.error is None:  # the traceback once, when the rule goes into error; then one line
+            log.error("rule %s cannot be evaluated (indicator %s)", rule.name, rule.indicator, exc_info=exc,
+                      extra={"rule": rule.name, "error": reason})
+        else:
+            log.warning("rule %s still cannot be evaluated: %s", rule.name, reason, extra={"rule": rule.name})
+        state.error = reason
         state.error_since = state.error_since or now
         state.last_evaluated_at = now
         db.session.commit()
     except Exception:  # the database itself is failing: the counter and the log still say so
         db.session.rollback()
-        log.exception("could not record the error state of rule %s", rule.name)
+        log.error("rule %s cannot be evaluated (%s), and its error state cannot be stored", rule.name, reason,
+                  exc_info=exc, extra={"rule": rule.name, "error": reason})
 
 
 def error_reason(exc: Exception) -> str:

@@ -58,9 +58,9 @@ def expression(rule) -> str:
     if kind == "check_unhealthy":
         return f'max(controlplane_check_status{{check="{p["check"]}",status="unhealthy"}})', ""
     if kind == "live_workers":
-        return "max(controlplane_workers_live)", ""
+        return "max(controlplane_workers_live)", _starting_up(p)
     if kind == "live_leaders":
-        return "max(controlplane_workers_leading)", ""
+        return "max(controlplane_workers_leading)", _starting_up(p)
     if kind == "rules_in_error":
         return "max(controlplane_alert_rules_in_error)", ""
     raise ValueError(f"no Prometheus form for indicator {kind}")
@@ -82,6 +82,13 @@ def _backup_due_from(params: dict) -> str:
     measures; the newest backup alone when the service does not say when it was migrated."""
     backup, migrated = f"max({_backup_series(params)})", f"(max({MIGRATED}) + {params['grace_seconds']})"
     return f"(({backup} > on() {migrated}) or on() {migrated} or on() {backup})"
+
+
+def _starting_up(params: dict) -> str:
+    """Quiet within `startup_grace` of the first migration (Prometheus cannot tell whether a
+    worker ever joined, so the whole grace is quiet); a service that does not say when it was
+    migrated is never starting up."""
+    return f" unless on() (time() - max({MIGRATED}) < {params['startup_grace_seconds']})"
 
 
 def _absent(rule) -> str | None:

@@ -29,6 +29,7 @@ FULL_BACKUP_KINDS = ("full", "manual", "pre-migration")
 class Context:
     now: datetime
     settings: object
+    rule_names: tuple[str, ...] = ()  # the rules this pass evaluates
 
 
 class Indicator:
@@ -300,19 +301,20 @@ class LiveLeaders(LiveWorkers):
     leaders_only = True
 
 
-def rules_in_error() -> int:
-    """How many alert rules cannot be evaluated (their indicator raised on their last pass)."""
+def rules_in_error(rule_names) -> int:
+    """How many of these alert rules cannot be evaluated (their indicator raised on their last
+    pass); a rule since removed from the file no longer counts."""
     from .models import AlertState
 
-    return db.session.execute(select(func.count()).select_from(AlertState)
-                              .where(AlertState.error.is_not(None))).scalar_one()
+    return db.session.execute(select(func.count()).select_from(AlertState).where(
+        AlertState.error.is_not(None), AlertState.rule.in_(list(rule_names)))).scalar_one()
 
 
 class RulesInError(Indicator):
     name = "rules_in_error"
 
     def measure(self, params, ctx):
-        return float(rules_in_error())
+        return float(rules_in_error(ctx.rule_names))
 
 
 INDICATORS = {cls.name: cls() for cls in (

@@ -52,11 +52,12 @@ def alerting_families():
         firing.add_metric([rule], 1.0)
     yield firing
 
-    for rule in current_app.extensions["controlplane.alert_rules"].rules:
-        RULE_ERRORS.labels(rule=rule.name)
+    rule_names = [rule.name for rule in current_app.extensions["controlplane.alert_rules"].rules]
+    for name in rule_names:
+        RULE_ERRORS.labels(rule=name)
     in_error = GaugeMetricFamily("controlplane_alert_rules_in_error",
                                  "Alert rules that cannot be evaluated (their indicator raised on the last pass).")
-    in_error.add_metric([], float(rules_in_error()))
+    in_error.add_metric([], float(rules_in_error(rule_names)))
     yield in_error
 
     installed = first_migrated_at()
