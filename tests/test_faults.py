@@ -36,6 +36,7 @@ from controlplane.alerting.rules import load_rules
 from controlplane.settings import PROJECT_ROOT
 from tests.conftest import ARTIFACTS, REQUIRE_POSTGRES, SUITE_DATABASE_URL, free_port
 from tests.doubles.pagerduty import PagerDutyDouble, Request, TestCertificateAuthority
+from tests.doubles.receiver import Receiver
 from tests.doubles.tcp_proxy import TcpProxy
 from tests.processes import Install, pagerduty_env, wait_until, write_figures
 
@@ -88,6 +89,12 @@ class Lab:
         double = PagerDutyDouble(self.authority)
         self._on_teardown(double.stop)
         return double
+
+    def heartbeat_watcher(self) -> Receiver:
+        """An outside watcher (healthchecks.io style) for ALERT_HEARTBEAT_URL."""
+        watcher = Receiver()
+        self._on_teardown(watcher.stop)
+        return watcher
 
     def database(self) -> str:
         with self._lock:
@@ -172,9 +179,10 @@ def _worker_named(install: Install, pid: int) -> str:
 def workers_killed(lab: Lab) -> dict:
     """Two workers and two web instances; SIGKILL the leader (the other worker must take over, and
     nothing pages), then the last worker (the web watchdog must page, once, and resolve when a
-    worker is back)."""
-    double = lab.pagerduty()
-    install = lab.install("workers-killed", double, ALERT_WATCHDOG_SECONDS=str(WATCHDOG_SECONDS))
+    worker is back; the heartbeat URL's outside watcher hears silence meanwhile)."""
+    double, watcher = lab.pagerduty(), lab.heartbeat_watcher()
+    install = lab.install("workers-killed", double, ALERT_WATCHDOG_SECONDS=str(WATCHDOG_SECONDS),
+                          ALERT_HEARTBEAT_URL=watcher.url)
     install.migrate()
     install.start_web("web-1")
     install.start_web("web-2")
@@ -196,15 +204,19 @@ def workers_killed(lab: Lab) -> dict:
 
     install.kill(_worker_named(install, survivor))
     all_dead = time.time()
+    time.sleep(1)  # a ping already on its way when the worker died
+    pings_when_all_dead = len(watcher.received)
     wait_until(lambda: first_page(double, STALLED, all_dead), WATCHDOG_SECONDS + 60)
     stalled_at = first_page(double, STALLED, all_dead)
     time.sleep(10)  # both web instances watch: still one page?
     stalled_events = [r for r in double.pages() if rule_of(r) == STALLED]
+    pings_while_all_dead = len(watcher.received) - pings_when_all_dead
 
     install.start_worker("worker-3")
     back = time.time()
     resolved = wait_until(lambda: [r for r in double.accepted("resolve") if rule_of(r) == STALLED and r.at >= back],
                           WATCHDOG_SECONDS + 30)
+    pings_after_restart = len(watcher.received) - pings_when_all_dead - pings_while_all_dead
     pages = paged(double)
     return {
         "injected": "SIGKILL the leader of two workers; then SIGKILL the last worker; then start one",
@@ -217,6 +229,9 @@ def workers_killed(lab: Lab) -> dict:
         "stalled_trigger_events": len(stalled_events),
         "stalled_dedup_keys": sorted({r.dedup_key for r in stalled_events}),
         "stalled_resolved_after_seconds": round(resolved[0].at - back, 2) if resolved else None,
+        "heartbeat_pings_before_all_dead": pings_when_all_dead,
+        "heartbeat_pings_while_all_dead": pings_while_all_dead,
+        "heartbeat_pings_after_restart": pings_after_restart,
         "pages_expected": [STALLED],
         "pages_sent": dict(pages),
         "false_pages": sorted(set(pages) - {STALLED}),
@@ -238,6 +253,10 @@ def test_killing_the_only_worker_pages_from_the_web_watchdog_within_its_bound(fa
     assert figures["stalled_dedup_keys"] == [f"controlplane/{STALLED}"]
     assert figures["stalled_trigger_events"] == 1, "two web instances, one page"
     assert figures["stalled_resolved_after_seconds"] is not None, "a worker is back: the page resolves"
+    # The outside watcher (ALERT_HEARTBEAT_URL) hears pings while evaluation runs, silence after.
+    assert figures["heartbeat_pings_before_all_dead"] > 0
+    assert figures["heartbeat_pings_while_all_dead"] == 0
+    assert figures["heartbeat_pings_after_restart"] > 0
     assert figures["false_pages"] == []
 
 
