@@ -157,7 +157,7 @@ def _record_error(rule: Rule, exc: Exception, now: datetime) -> None:
     """The rule's error state: the reason and since when, its alert state untouched (a firing
     alert neither resolves nor pages again while nothing can be measured)."""
     RULE_ERRORS.labels(rule=rule.name).inc()
-    reason = error_reason(exc)
+    reason = _error_reason(exc)
     try:
         state = _state_for(rule, NO_LABELS)
         if state.error is None:  # the traceback once, when the rule goes into error; then one line
@@ -175,7 +175,7 @@ def _record_error(rule: Rule, exc: Exception, now: datetime) -> None:
                   exc_info=exc, extra={"rule": rule.name, "error": reason})
 
 
-def error_reason(exc: Exception) -> str:
+def _error_reason(exc: Exception) -> str:
     """One line for operators: the exception's type and the first line of its message."""
     message = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {message[0]}"[:500] if message else type(exc).__name__
