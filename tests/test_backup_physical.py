@@ -212,3 +212,11 @@ def test_a_physical_backup_restores_from_storage_alone(physical, cluster, postgr
     assert "the recovered server is running" in result.output
     restored = f"postgresql://postgres@127.0.0.1:{result.output.split('127.0.0.1:')[1].split('/')[0]}/controlplane"
     assert execute(restored, "SELECT note FROM dr_notes") == [("after the base backup",)]
+    # Once the new database is migrated, the catalog is rebuilt from storage, WAL linked to its base.
+    assert CliRunner().invoke(main, ["db", "upgrade"], env=env).exit_code == 0
+    rebuilt = CliRunner().invoke(main, ["backup", "catalog", "rebuild"], env=env)
+    assert rebuilt.exit_code == 0 and f"imported {len(listed)} backup(s)" in rebuilt.output, rebuilt.output
+    catalogued = json.loads(CliRunner().invoke(main, ["backup", "list", "--json"], env=env).stdout)
+    base_id = next(row["id"] for row in catalogued if row["name"] == full)
+    assert all(row["in_catalog"] for row in catalogued)
+    assert {row["parent_id"] for row in catalogued if row["kind"] == "incremental"} == {base_id}
