@@ -71,9 +71,9 @@ MIGRATED = "controlplane_database_first_migrated_timestamp_seconds"
 
 def _backup_series(params: dict) -> str:
     """The newest succeeded backup's time; `kind: full` counts full, manual and pre-migration."""
-    from .indicators import FULL_BACKUP_KINDS
+    from ..backups.models import FULL_COPY_KINDS
 
-    kinds = FULL_BACKUP_KINDS if params["kind"] == "full" else (params["kind"],)
+    kinds = FULL_COPY_KINDS if params["kind"] == "full" else (params["kind"],)
     return f'controlplane_backup_last_success_timestamp_seconds{{kind=~"{"|".join(kinds)}"}}'
 
 

@@ -21,8 +21,6 @@ from ..timeutil import as_utc
 
 REQUIRED = object()
 STARTING_UP = object()  # a measurement that says "too early to judge either way"
-# Every backup kind that is a whole copy of the database: what `kind: full` means for backup age.
-FULL_BACKUP_KINDS = ("full", "manual", "pre-migration")
 
 
 @dataclass
@@ -186,7 +184,7 @@ def first_migrated_at() -> datetime | None:
 class BackupAgeHours(Indicator):
     """Hours since the later of the newest succeeded backup of `kind` and the first migration plus
     `grace`: a new install is not late until `grace` plus the threshold have passed. `kind: full`
-    counts every whole copy (full, manual and pre-migration backups)."""
+    counts every backup that is a whole copy (`full_copy`: full, manual and pre-migration)."""
 
     name = "backup_age_hours"
     params = {"kind": (str, "full"), "grace": ("duration", "0s")}
@@ -200,13 +198,11 @@ class BackupAgeHours(Indicator):
         return out
 
     def measure(self, params, ctx):
-        from ..backups.models import Backup
+        from ..backups.status import latest, latest_full
 
-        kinds = FULL_BACKUP_KINDS if params["kind"] == "full" else (params["kind"],)
-        newest = db.session.execute(select(func.max(Backup.finished_at)).where(
-            Backup.status == "succeeded", Backup.kind.in_(kinds))).scalar_one()
+        newest = latest_full() if params["kind"] == "full" else latest(params["kind"])
         installed = first_migrated_at()
-        due_from = [as_utc(newest)] if newest is not None else []
+        due_from = [as_utc(newest.finished_at)] if newest is not None else []
         if installed is not None:
             due_from.append(installed + timedelta(seconds=params["grace_seconds"]))
         if not due_from:
