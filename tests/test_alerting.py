@@ -303,3 +303,24 @@ def test_a_rule_removed_from_the_file_while_in_error_no_longer_counts(app):
         evaluate(app.extensions["controlplane.settings"], app.extensions["controlplane.alert_rules"])
         failing = db.session.execute(select(AlertState).where(AlertState.rule == "AlertRuleFailing")).scalar_one()
     assert failing.state == "inactive" and failing.last_value == 0.0
+
+
+def test_an_indicator_that_measures_nan_is_no_data(make_app, tmp_path, monkeypatch):
+    from controlplane.alerting.indicators import INDICATORS
+
+    class NotANumber(MissingTable):
+        name = "not_a_number"
+
+        def measure(self, params, ctx):
+            return float("nan")
+
+    monkeypatch.setitem(INDICATORS, NotANumber.name, NotANumber())
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(yaml.safe_dump(rule_doc(indicator="not_a_number", params={}, no_data="alerting",
+                                                  **{"for": "0s"})))
+    app = make_app(ALERT_RULES_FILE=str(rules_file))
+    with app.app_context():
+        (fired,) = evaluate(app.extensions["controlplane.settings"], app.extensions["controlplane.alert_rules"], T0)
+        event = db.session.execute(select(AlertEvent)).scalar_one()
+    assert fired.name == "firing" and fired.value is None
+    assert event.detail == "ratio no data" and event.value is None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -115,6 +116,8 @@ def _evaluate_rule(rule: Rule, ctx: Context) -> list[Transition]:
     try:
         state = _state_for(rule, NO_LABELS)
         value = INDICATORS[rule.indicator].measure(rule.params, ctx)
+        if isinstance(value, float) and math.isnan(value):
+            value = None  # not a number is no data: the rule's no_data decides, and texts say so
         if state.error:
             log.info("rule %s can be evaluated again", rule.name, extra={"rule": rule.name})
         state.error = state.error_since = None
