@@ -8,8 +8,9 @@ fault, a TCP proxy in front of PostgreSQL (tests/doubles/tcp_proxy.py): the mach
 never stopped. Each scenario writes its figures to test-artifacts/faults/NAME.json; they are
 copied into docs/reliability.md.
 
-The two longest scenarios (three minutes of a fresh install, a PagerDuty outage) start in the
-background when the module starts, so the suite takes about as long as they do, not the sum.
+The longest scenarios (three minutes of a fresh install, a PagerDuty outage, AlertRuleFailing's
+`for: 2m`, a database gone silent) start in the background when the module starts, so the suite
+takes about as long as the longest of them, not the sum.
 
 These tests need PostgreSQL (several processes, advisory-lock leadership). CI runs the suite
 twice, against SQLite and PostgreSQL; they run in the PostgreSQL pass only: in the SQLite pass
@@ -122,7 +123,8 @@ class Lab:
 
 
 SCENARIOS = {}
-BACKGROUND = ("fresh_install", "pagerduty_outage", "rule_failing")  # minutes each: started with the module
+# Minutes each (or, for database_silent, mostly waiting): started with the module.
+BACKGROUND = ("fresh_install", "pagerduty_outage", "rule_failing", "database_silent")
 
 
 def scenario(func):
@@ -266,15 +268,21 @@ def test_killing_the_only_worker_pages_from_the_web_watchdog_within_its_bound(fa
 DATABASE_OUTAGE_SECONDS = 30
 
 
-@scenario
-def database_unreachable(lab: Lab) -> dict:
-    """Every connection of web and worker reset, and new ones refused, for 30 s."""
+def health_status(url: str) -> str:
+    try:
+        return str(httpx.get(url + "/health", timeout=10).status_code)
+    except httpx.HTTPError as exc:
+        return type(exc).__name__
+
+
+def database_outage(lab: Lab, name: str, inject, injected: str) -> dict:
+    """The database out of reach for 30 s through the proxy (`inject(proxy)`), then back."""
     double = lab.pagerduty()
     direct = lab.database()
     proxy = TcpProxy.for_database(direct)
     lab._on_teardown(proxy.stop)
     # The watchdog bound is longer than the outage: a 30 s outage is not (yet) a stalled engine.
-    install = lab.install("database-unreachable", double, database_url=proxy.url_for(direct), direct_url=direct,
+    install = lab.install(name, double, database_url=proxy.url_for(direct), direct_url=direct,
                           ALERT_WATCHDOG_SECONDS="90")
     install.migrate()
     url = install.start_web()
@@ -282,23 +290,21 @@ def database_unreachable(lab: Lab) -> dict:
     observer = install.observer
     assert wait_until(observer.last_evaluation, 30), install.logs()
 
-    cut = time.time()
-    proxy.cut()
+    started = time.time()
+    inject(proxy)
     time.sleep(DATABASE_OUTAGE_SECONDS)
-    during = httpx.get(url + "/health", timeout=10)
+    during = health_status(url)
     proxy.restore()
     restored = time.time()
     resumed = wait_until(lambda: (observer.last_evaluation() or 0) > restored, 60, interval=0.2)
     resumed_at = time.time()
     leading = wait_until(lambda: any(row["seen"] > restored for row in observer.leaders()), 30)
     time.sleep(15)  # anything that would page because of the outage does so now
-    after = httpx.get(url + "/health", timeout=10)
-    pages = paged(double, cut)
+    pages = paged(double, started)
     return {
-        "injected": f"TCP proxy resets every PostgreSQL connection and refuses new ones "
-                    f"for {DATABASE_OUTAGE_SECONDS} s",
-        "health_during": during.status_code,
-        "health_after": after.status_code,
+        "injected": f"{injected} for {DATABASE_OUTAGE_SECONDS} s",
+        "health_during": during,
+        "health_after": health_status(url),
         "evaluation_resumed_after_seconds": round(resumed_at - restored, 2) if resumed else None,
         "leader_back": bool(leading),
         "processes_alive": sorted(name for name, p in install.processes.items() if p.poll() is None),
@@ -308,13 +314,37 @@ def database_unreachable(lab: Lab) -> dict:
     }
 
 
+@scenario
+def database_unreachable(lab: Lab) -> dict:
+    return database_outage(lab, "database-unreachable", TcpProxy.cut,
+                           "TCP proxy resets every PostgreSQL connection and refuses new ones")
+
+
 def test_database_unreachable_for_30s_evaluation_resumes_by_itself_without_false_pages(faults):
     figures = faults.result("database_unreachable")
     assert figures["processes_alive"] == ["web", "worker"], "nothing died of the outage"
     assert figures["evaluation_resumed_after_seconds"] is not None, LOGS
     assert figures["evaluation_resumed_after_seconds"] <= 15
     assert figures["leader_back"]
-    assert figures["health_after"] == 200
+    assert figures["health_after"] == "200"
+    assert figures["false_pages"] == []
+
+
+@scenario
+def database_silent(lab: Lab) -> dict:
+    return database_outage(lab, "database-silent", TcpProxy.silence,
+                           "PostgreSQL's side of every connection closed, the clients told nothing "
+                           "(open connections go silent, new ones are never answered)")
+
+
+@pytest.mark.xfail(strict=True, reason="no TCP keepalive, tcp_user_timeout or statement_timeout on the service's "
+                   "PostgreSQL connections: a job waiting on a connection whose server vanished waits for hours "
+                   "(measured: heartbeat, evaluation and delivery jobs stuck, no pass after the database is back)")
+def test_database_silent_for_30s_evaluation_resumes_by_itself_without_false_pages(faults):
+    figures = faults.result("database_silent")
+    assert figures["evaluation_resumed_after_seconds"] is not None, LOGS
+    assert figures["evaluation_resumed_after_seconds"] <= 30
+    assert figures["leader_back"]
     assert figures["false_pages"] == []
 
 
