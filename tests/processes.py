@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from controlplane.settings import PROJECT_ROOT
-from tests.conftest import development_env, free_port
+from tests.conftest import development_env, free_port, wait_for
 
 # Fast enough for a test to see several of each within seconds.
 FAST_INTERVALS = {
@@ -211,15 +211,12 @@ class Observer:
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.25):
-    """Poll `predicate` until it returns something truthy and return it, or None after `timeout`
-    (a fault test records that nothing came, rather than failing mid-measurement)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return None
+    """conftest's wait_for, but None after `timeout` instead of failing: a fault test records that
+    nothing came rather than failing mid-measurement."""
+    try:
+        return wait_for(predicate, timeout, interval)
+    except AssertionError:
+        return None
 
 
 def write_figures(artifacts: Path, name: str, figures: dict) -> Path:
