@@ -6,7 +6,7 @@ and not breached for `keep_firing_for`). A pending alert whose condition stops h
 to inactive without ever having fired. No data follows the rule's `no_data`: `ok` counts as
 recovered, `alerting` as breached, `keep` changes nothing.
 
-Each rule is evaluated and committed on its own. One whose indicator raises is in error (the
+Each rule is evaluated in its own savepoint. One whose indicator raises is in error (the
 reason on its state, `controlplane_alert_rule_errors_total`), keeps its alert state, and the
 `rules_in_error` indicator (rule AlertRuleFailing) pages about it; the error clears when it
 measures again.
@@ -87,52 +87,57 @@ def _repeat_due(settings, state: AlertState, now: datetime) -> bool:
         now - as_utc(state.last_notified_at) >= timedelta(seconds=repeat)
 
 
-def _state_for(rule: Rule, labels_key: str) -> AlertState:
-    state = db.session.execute(select(AlertState).where(AlertState.rule == rule.name,
-                                                        AlertState.labels_key == labels_key)).scalar_one_or_none()
-    if state is None:
+def _state_for(rule: Rule, labels_key: str, known: dict) -> AlertState:
+    """The rule's stored state (read for every rule at once at the start of the pass), or a new
+    one; a new state whose savepoint rolled back is gone from the session and made again."""
+    state = known.get((rule.name, labels_key))
+    if state is None or state not in db.session:
         state = AlertState(rule=rule.name, labels_key=labels_key, state="inactive")
         db.session.add(state)
+        known[(rule.name, labels_key)] = state
     return state
 
 
 def evaluate(settings, rules: RuleSet, now: datetime | None = None) -> list[Transition]:
-    """One evaluation of every rule, each in its own transaction (its state, history and the
-    notifications it causes commit together); returns the transitions."""
+    """One evaluation of every rule, each in its own savepoint (its state, history and the
+    notifications it causes stand or fall together), committed at the end; returns the
+    transitions."""
     started = time.perf_counter()
     ctx = Context(now=now or utcnow(), settings=settings, rule_names=tuple(rule.name for rule in rules.rules))
+    known = {(s.rule, s.labels_key): s for s in db.session.execute(select(AlertState)).scalars()}
     transitions = []
     for rule in rules.rules:
-        transitions += _evaluate_rule(rule, ctx)
+        transitions += _evaluate_rule(rule, ctx, known)
+    db.session.commit()
+    for transition in transitions:  # logged once committed: a logged page is a stored page
+        log.log(logging.WARNING if transition.name == "firing" else logging.INFO, "alert %s", transition.name,
+                extra={"rule": transition.rule.name, "value": transition.value, "severity": transition.rule.severity})
     _incidents_for(transitions)
     EVALUATION_SECONDS.observe(time.perf_counter() - started)
     return transitions
 
 
-def _evaluate_rule(rule: Rule, ctx: Context) -> list[Transition]:
-    """Measure one rule and commit what it changes. A rule that cannot be evaluated (its indicator
-    raises, say on a table a failed migration never made) rolls back only itself and goes into
-    the error state; rules before and after it still fire, persist and page."""
+def _evaluate_rule(rule: Rule, ctx: Context, known: dict) -> list[Transition]:
+    """Measure one rule and record what it changes, in a savepoint. A rule that cannot be
+    evaluated (its indicator raises, say on a table a failed migration never made) rolls back
+    only its savepoint and goes into the error state; rules before and after it still fire,
+    persist and page."""
     try:
-        state = _state_for(rule, NO_LABELS)
-        value = INDICATORS[rule.indicator].measure(rule.params, ctx)
-        if isinstance(value, float) and math.isnan(value):
-            value = None  # not a number is no data: the rule's no_data decides, and texts say so
-        if state.error:
-            log.info("rule %s can be evaluated again", rule.name, extra={"rule": rule.name})
-        state.error = state.error_since = None
-        transitions = [] if value is STARTING_UP else _advance(rule, state, value, ctx)
-        if value is STARTING_UP:
-            state.last_evaluated_at = ctx.now  # too early to judge either way: the state holds
-        db.session.commit()
+        with db.session.begin_nested():
+            state = _state_for(rule, NO_LABELS, known)
+            value = INDICATORS[rule.indicator].measure(rule.params, ctx)
+            if isinstance(value, float) and math.isnan(value):
+                value = None  # not a number is no data: the rule's no_data decides, and texts say so
+            if state.error:
+                log.info("rule %s can be evaluated again", rule.name, extra={"rule": rule.name})
+            state.error = state.error_since = None
+            if value is STARTING_UP:
+                state.last_evaluated_at = ctx.now  # too early to judge either way: the state holds
+                return []
+            return _advance(rule, state, value, ctx)
     except Exception as exc:
-        db.session.rollback()
-        _record_error(rule, exc, ctx.now)
+        _record_error(rule, exc, ctx.now, known)
         return []
-    for transition in transitions:  # logged once committed: a logged page is a stored page
-        log.log(logging.WARNING if transition.name == "firing" else logging.INFO, "alert %s", transition.name,
-                extra={"rule": rule.name, "value": transition.value, "severity": rule.severity})
-    return transitions
 
 
 def _advance(rule: Rule, state: AlertState, value: float | None, ctx: Context) -> list[Transition]:
@@ -156,24 +161,23 @@ def _advance(rule: Rule, state: AlertState, value: float | None, ctx: Context) -
     return [transition]
 
 
-def _record_error(rule: Rule, exc: Exception, now: datetime) -> None:
+def _record_error(rule: Rule, exc: Exception, now: datetime, known: dict) -> None:
     """The rule's error state: the reason and since when, its alert state untouched (a firing
     alert neither resolves nor pages again while nothing can be measured)."""
     RULE_ERRORS.labels(rule=rule.name).inc()
     reason = _error_reason(exc)
     try:
-        state = _state_for(rule, NO_LABELS)
-        if state.error is None:  # the traceback once, when the rule goes into error; then one line
-            log.error("rule %s cannot be evaluated (indicator %s)", rule.name, rule.indicator, exc_info=exc,
-                      extra={"rule": rule.name, "error": reason})
-        else:
-            log.warning("rule %s still cannot be evaluated: %s", rule.name, reason, extra={"rule": rule.name})
-        state.error = reason
-        state.error_since = state.error_since or now
-        state.last_evaluated_at = now
-        db.session.commit()
+        with db.session.begin_nested():
+            state = _state_for(rule, NO_LABELS, known)
+            if state.error is None:  # the traceback once, when the rule goes into error; then one line
+                log.error("rule %s cannot be evaluated (indicator %s)", rule.name, rule.indicator, exc_info=exc,
+                          extra={"rule": rule.name, "error": reason})
+            else:
+                log.warning("rule %s still cannot be evaluated: %s", rule.name, reason, extra={"rule": rule.name})
+            state.error = reason
+            state.error_since = state.error_since or now
+            state.last_evaluated_at = now
     except Exception:  # the database itself is failing: the counter and the log still say so
-        db.session.rollback()
         log.error("rule %s cannot be evaluated (%s), and its error state cannot be stored", rule.name, reason,
                   exc_info=exc, extra={"rule": rule.name, "error": reason})
 
