@@ -107,6 +107,7 @@ def evaluate(settings, rules: RuleSet, now: datetime | None = None) -> list[Tran
     known = {(s.rule, s.labels_key): s for s in db.session.execute(select(AlertState)).scalars()}
     transitions = []
     for rule in rules.rules:
+        RULE_ERRORS.labels(rule=rule.name)  # a series at 0 from the first pass on
         transitions += _evaluate_rule(rule, ctx, known)
     db.session.commit()
     for transition in transitions:  # logged once committed: a logged page is a stored page

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-# Counted where evaluation runs (the leader worker); every shipped rule has a series from the
-# first scrape on, so a dashboard or rate() sees 0 rather than nothing.
+# Counted where evaluation runs (the leader worker, served on its own /metrics); every rule has a
+# series from the first evaluation on, so a dashboard or rate() sees 0 rather than nothing.
 RULE_ERRORS = Counter("controlplane_alert_rule_errors_total",
                       "Evaluations of an alert rule that failed (its indicator raised).", ["rule"])
 
@@ -53,8 +53,6 @@ def alerting_families():
     yield firing
 
     rule_names = [rule.name for rule in current_app.extensions["controlplane.alert_rules"].rules]
-    for name in rule_names:
-        RULE_ERRORS.labels(rule=name)
     in_error = GaugeMetricFamily("controlplane_alert_rules_in_error",
                                  "Alert rules that cannot be evaluated (their indicator raised on the last pass).")
     in_error.add_metric([], float(rules_in_error(rule_names)))
