@@ -563,6 +563,7 @@ def fresh_install(lab: Lab) -> dict:
         "rules_not_inactive": {row["rule"]: row["state"] for row in
                                observer.rows("SELECT rule, state FROM alert_states WHERE state <> 'inactive'")},
         "incidents_opened": observer.scalar("SELECT count(*) FROM incidents"),
+        "requests_counted_as_traffic": observer.scalar("SELECT coalesce(sum(count), 0)::bigint FROM request_minutes"),
     }
 
 
@@ -573,5 +574,6 @@ def test_fresh_install_running_three_minutes_pages_nobody(faults):
     assert figures["trigger_notifications"] == 0
     assert figures["rules_not_inactive"] == {}
     assert figures["incidents_opened"] == 0
+    assert figures["requests_counted_as_traffic"] == 0, "probes are not traffic"
     # A PagerDuty change event for the migration is expected (change events never page).
     assert set(figures["events_by_action"]) <= {"change"}
