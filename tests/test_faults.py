@@ -217,6 +217,7 @@ def workers_killed(lab: Lab) -> dict:
     stalled_at = first_page(double, STALLED, all_dead)
     time.sleep(10)  # both web instances watch: still one page?
     stalled_events = [r for r in double.pages() if rule_of(r) == STALLED]
+    health_while_all_dead = httpx.get(install.urls[0] + "/health", timeout=10).json()
     pings_while_all_dead = len(watcher.received) - pings_when_all_dead
 
     install.start_worker("worker-3")
@@ -236,6 +237,7 @@ def workers_killed(lab: Lab) -> dict:
         "stalled_trigger_events": len(stalled_events),
         "stalled_dedup_keys": sorted({r.dedup_key for r in stalled_events}),
         "stalled_resolved_after_seconds": round(resolved[0].at - back, 2) if resolved else None,
+        "health_alerting_check_while_all_dead": health_while_all_dead.get("checks", {}).get("alerting"),
         "heartbeat_pings_before_all_dead": pings_when_all_dead,
         "heartbeat_pings_while_all_dead": pings_while_all_dead,
         "heartbeat_pings_after_restart": pings_after_restart,
@@ -260,6 +262,7 @@ def test_killing_the_only_worker_pages_from_the_web_watchdog_within_its_bound(fa
     assert figures["stalled_dedup_keys"] == [f"controlplane/{STALLED}"]
     assert figures["stalled_trigger_events"] == 1, "two web instances, one page"
     assert figures["stalled_resolved_after_seconds"] is not None, "a worker is back: the page resolves"
+    assert figures["health_alerting_check_while_all_dead"] not in (None, "healthy")
     # The outside watcher (ALERT_HEARTBEAT_URL) hears pings while evaluation runs, silence after.
     assert figures["heartbeat_pings_before_all_dead"] > 0
     assert figures["heartbeat_pings_while_all_dead"] == 0
