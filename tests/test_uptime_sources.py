@@ -1,13 +1,15 @@
 """Only scheduled check runs feed uptime: a diagnostic `controlplane checks run` is stored as manual
-and never reaches the bars, the uptime badge, component status or /health."""
+and never reaches the bars, the uptime badge, component status, /health or the alert rules."""
 from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
 
+from controlplane.alerting.indicators import INDICATORS, Context
 from controlplane.cli import main
 from controlplane.extensions import db
 from controlplane.health.models import CheckDay, CheckResult
+from controlplane.timeutil import utcnow
 from tests.conftest import POSTAL_DOWN
 from tests.test_status_page import bars_of, page
 
@@ -27,6 +29,14 @@ def run_scheduled(app):
         runner.shutdown()
 
 
+def postal_unreachable_measures(app) -> float | None:
+    """What the shipped PostalUnreachable rule's indicator reads now."""
+    rule = app.extensions["controlplane.alert_rules"].by_name["PostalUnreachable"]
+    with app.app_context():
+        return INDICATORS[rule.indicator].measure(rule.params, Context(now=utcnow(), settings=app.extensions[
+            "controlplane.settings"]))
+
+
 def what_the_public_sees(app) -> dict:
     client = app.test_client()
     delivery = next(c for c in client.get("/api/v2/components.json").get_json()["components"]
@@ -34,13 +44,15 @@ def what_the_public_sees(app) -> dict:
     badge = client.get("/badges/delivery/uptime.svg?days=1").get_data(as_text=True)
     return {"bar": bars_of(page(client), "Mail delivery")[-1]["attrs"]["class"],
             "status": delivery["status"], "badge_says_100": "100.00%" in badge,
-            "health": client.get("/health").get_json()["checks"]["postal"]}
+            "health": client.get("/health").get_json()["checks"]["postal"],
+            "postal_unreachable": postal_unreachable_measures(app)}
 
 
 def test_a_cli_run_against_a_wrong_postal_url_writes_nothing_the_bars_count(postal_app, base_env):
     assert run_scheduled(postal_app)["postal"] == "healthy"
     before = what_the_public_sees(postal_app)
-    assert before == {"bar": "up", "status": "operational", "badge_says_100": True, "health": "healthy"}
+    assert before == {"bar": "up", "status": "operational", "badge_says_100": True, "health": "healthy",
+                      "postal_unreachable": 0.0}
 
     # The diagnostic from the issue: the same database, a mistyped Postal URL.
     result = CliRunner().invoke(main, ["checks", "run"], env={**base_env, **POSTAL_DOWN})
@@ -60,6 +72,7 @@ def test_a_scheduled_run_against_a_failing_postal_counts(make_app):
     app = make_app(**POSTAL_DOWN)
     assert run_scheduled(app)["postal"] == "unhealthy"
     seen = what_the_public_sees(app)
-    assert seen == {"bar": "down", "status": "partial_outage", "badge_says_100": False, "health": "unhealthy"}
+    assert seen == {"bar": "down", "status": "partial_outage", "badge_says_100": False, "health": "unhealthy",
+                    "postal_unreachable": 1.0}
     with app.app_context():
         assert db.session.query(CheckResult).filter_by(check_name="postal").one().source == "scheduled"

@@ -261,10 +261,12 @@ class CheckUnhealthy(Indicator):
     params = {"check": (str, REQUIRED), "max_age": ("duration", "5m")}
 
     def measure(self, params, ctx):
-        from ..health.models import CheckResult
+        from ..health.models import SCHEDULED, CheckResult
 
+        # Only the worker's scheduled runs judge a dependency: a diagnostic `checks run` from the
+        # CLI (with a wrong URL, say) must not page.
         newest = db.session.execute(
-            select(CheckResult.status).where(CheckResult.check_name == params["check"],
+            select(CheckResult.status).where(CheckResult.check_name == params["check"], CheckResult.source == SCHEDULED,
                                              CheckResult.checked_at > ctx.now - timedelta(seconds=params["max_age_seconds"]))
             .order_by(CheckResult.checked_at.desc()).limit(1)).scalar_one_or_none()
         return None if newest is None else (1.0 if newest == "unhealthy" else 0.0)
