@@ -7,7 +7,7 @@ from ..gateway.auth import actor, requires
 from ..gateway.envelope import GatewayError, failure, start_timer, success
 from ..gateway.params import request_params
 from .cache import clear_after_write
-from .incidents import IncidentError, create_incident, describe, set_postmortem, update_incident
+from .incidents import IncidentError, create_incident, describe_for_operators, set_postmortem, update_incident
 
 bp = Blueprint("incidents", __name__, url_prefix="/api/v1/incidents")
 bp.before_request(start_timer)
@@ -36,7 +36,7 @@ def create():
                                    params.get("body"), params.get("impact"), params.get("components"), author=actor())
     except IncidentError as exc:
         raise exc.for_api("Incident") from None
-    return success(describe(incident, _page_id()), status=201)
+    return success(describe_for_operators(incident, _page_id()), status=201)
 
 
 @bp.post("/<int:incident_id>/updates")
@@ -49,7 +49,7 @@ def add_update(incident_id: int):
                                    params.get("components"), author=actor())
     except IncidentError as exc:
         raise exc.for_api("Incident") from None
-    return success(describe(incident, _page_id()))
+    return success(describe_for_operators(incident, _page_id()))
 
 
 @bp.put("/<int:incident_id>/postmortem")
@@ -59,7 +59,7 @@ def postmortem(incident_id: int):
         incident = set_postmortem(incident_id, request_params().get("body"))
     except IncidentError as exc:
         raise exc.for_api("Incident") from None
-    return success(describe(incident, _page_id()))
+    return success(describe_for_operators(incident, _page_id()))
 
 
 maintenances = Blueprint("maintenances", __name__, url_prefix="/api/v1/maintenances")

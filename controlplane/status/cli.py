@@ -56,9 +56,9 @@ def _author(author: str | None) -> str:
 
 
 def _show_incident(app, incident, as_json: bool) -> None:
-    from .incidents import describe
+    from .incidents import describe_for_operators
 
-    document = describe(incident, app.extensions["controlplane.settings"].status_page_id)
+    document = describe_for_operators(incident, app.extensions["controlplane.settings"].status_page_id)
     if as_json:
         click.echo(json.dumps(document, indent=2))
     else:

@@ -17,7 +17,13 @@ from .models import IMPACTS, INCIDENT_STATUSES, Incident, IncidentUpdate
 
 COMPONENT_STATUSES = ("operational", "degraded_performance", "partial_outage", "major_outage", "under_maintenance")
 MAX_BODY = 10_000
-SEVERITY_IMPACT = {"critical": "critical", "error": "major", "warning": "minor", "info": "none"}
+# An alert's severity is how urgently on-call must act; an incident's impact is what customers
+# meet. A critical page means one component is out (Statuspage's "major"); "critical" impact is
+# for an operator to declare when the whole service is down.
+SEVERITY_IMPACT = {"critical": "major", "error": "minor", "warning": "minor", "info": "none"}
+# How the page words each impact for people (the JSON keeps Statuspage's values).
+IMPACT_WORDS = {"none": "No disruption", "minor": "Minor disruption", "major": "Major disruption",
+                "critical": "Critical disruption"}
 
 
 class IncidentError(ValueError):
@@ -162,13 +168,19 @@ def describe(incident: Incident, page_id: str, updates: list[IncidentUpdate] | N
         "monitoring_at": isoformat(min(monitoring)) if monitoring else None,
         "resolved_at": isoformat(incident.resolved_at),
         "shortlink": None, "page_id": page_id, "postmortem_body": incident.postmortem,
-        "automatic": incident.automatic, "alert_rule": incident.alert_rule,
+        "automatic": incident.automatic,
         "incident_updates": [{"id": str(u.id), "status": u.status, "body": u.body, "incident_id": str(incident.id),
                               "created_at": isoformat(u.created_at), "updated_at": isoformat(u.created_at),
                               "display_at": isoformat(u.created_at),
                               "affected_components": json.loads(u.affected_components)}
                              for u in updates],
     }
+
+
+def describe_for_operators(incident: Incident, page_id: str) -> dict:
+    """What the operator API and CLI show: the public document plus the alert rule that opened it
+    (a rule's name is internal, so the public page and JSON leave it out)."""
+    return {**describe(incident, page_id), "alert_rule": incident.alert_rule}
 
 
 def describe_all(incidents: list[Incident], page_id: str) -> list[dict]:

@@ -22,6 +22,7 @@ from .cache import cached
 from .components import DESCRIPTIONS, page_indicator
 from .feeds import LABELS
 from .history import Slot, daily_uptime, period_uptime, response_times, uptime_grade, uptime_label
+from .incidents import IMPACT_WORDS
 from .models import Incident
 
 bp = Blueprint("status_page", __name__, template_folder="templates", static_folder="static",
@@ -318,6 +319,7 @@ def unsubscribe_subscription(token: str):
 def register(app) -> None:
     app.register_blueprint(bp)
     app.jinja_env.filters["when"] = when
+    app.jinja_env.filters["impact_words"] = lambda impact: IMPACT_WORDS.get(impact, impact)
     if not any(rule.rule == "/" for rule in app.url_map.iter_rules()):
         app.add_url_rule("/", "status_root", status_page)
 
