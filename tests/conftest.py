@@ -229,6 +229,15 @@ def read_only_key(make_key) -> str:
 POSTAL_DOWN = {"POSTAL_TRANSPORT": "http", "POSTAL_API_URL": "http://127.0.0.1:9", "POSTAL_API_KEY": "k" * 24}
 
 
+def run_scheduled_checks(app) -> dict[str, str]:
+    """One round of every check, the way the worker's health-refresh job runs it: {check: status}."""
+    runner = app.extensions["controlplane.health"].make_runner(app, "test-instance:worker")
+    try:
+        return {outcome.name: outcome.status for outcome in runner.run(force=True)}
+    finally:
+        runner.shutdown()
+
+
 def serve_traffic(app, ok: int, failing: int) -> None:
     """Real requests through `app` (built with POSTAL_DOWN): `ok` answered 200, `failing` 503.
 

@@ -16,6 +16,7 @@ from controlplane.jobs import Worker, _evaluate_alerts
 from controlplane.jobs.records import write_heartbeat
 from controlplane.settings import Settings, SettingsError
 from controlplane.timeutil import as_utc, utcnow
+from tests.conftest import run_scheduled_checks
 from tests.test_alert_notifications import KEY, PagerDutyDouble
 
 
@@ -167,6 +168,11 @@ def test_a_misconfigured_channel_degrades_the_alerting_check_by_name(make_app, p
     alerting = health(app)["details"]["alerting"]
     assert alerting["status"] == "degraded"
     assert "channel pagerduty: PAGERDUTY_EVENTS_URL must be an https:// URL" in alerting["message"]
+    # On-call's problem, not the customers': with every other check healthy, the public page says
+    # nothing of it.
+    run_scheduled_checks(app)
+    components = app.test_client().get("/api/v2/components.json").get_json()["components"]
+    assert {c["name"]: c["status"] for c in components}["Background jobs"] == "operational"
 
 
 def run_evaluation(app):

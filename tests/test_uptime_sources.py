@@ -10,7 +10,7 @@ from controlplane.cli import main
 from controlplane.extensions import db
 from controlplane.health.models import CheckDay, CheckResult
 from controlplane.timeutil import utcnow
-from tests.conftest import POSTAL_DOWN
+from tests.conftest import POSTAL_DOWN, run_scheduled_checks
 from tests.test_status_page import bars_of, page
 
 
@@ -18,15 +18,6 @@ from tests.test_status_page import bars_of, page
 def postal_app(make_app, postal):
     """An app whose scheduled checks reach a healthy Postal (the double)."""
     return make_app(POSTAL_TRANSPORT="http", POSTAL_API_URL=postal.url, POSTAL_API_KEY=postal.api_key)
-
-
-def run_scheduled(app):
-    """One round of every check, the way the worker's health-refresh job runs it."""
-    runner = app.extensions["controlplane.health"].make_runner(app, "test-instance:worker")
-    try:
-        return {o.name: o.status for o in runner.run(force=True)}
-    finally:
-        runner.shutdown()
 
 
 def postal_unreachable_measures(app) -> float | None:
@@ -49,7 +40,7 @@ def what_the_public_sees(app) -> dict:
 
 
 def test_a_cli_run_against_a_wrong_postal_url_writes_nothing_the_bars_count(postal_app, base_env):
-    assert run_scheduled(postal_app)["postal"] == "healthy"
+    assert run_scheduled_checks(postal_app)["postal"] == "healthy"
     before = what_the_public_sees(postal_app)
     assert before == {"bar": "up", "status": "operational", "badge_says_100": True, "health": "healthy",
                       "postal_unreachable": 0.0}
@@ -70,7 +61,7 @@ def test_a_cli_run_against_a_wrong_postal_url_writes_nothing_the_bars_count(post
 
 def test_a_scheduled_run_against_a_failing_postal_counts(make_app):
     app = make_app(**POSTAL_DOWN)
-    assert run_scheduled(app)["postal"] == "unhealthy"
+    assert run_scheduled_checks(app)["postal"] == "unhealthy"
     seen = what_the_public_sees(app)
     assert seen == {"bar": "down", "status": "partial_outage", "badge_says_100": False, "health": "unhealthy",
                     "postal_unreachable": 1.0}
