@@ -234,7 +234,8 @@ def isolation_rules(tmp_path) -> Path:
     return path
 
 
-def test_a_raising_indicator_fails_only_its_rule_and_every_other_rule_still_pages(make_app, tmp_path, monkeypatch):
+def test_a_raising_indicator_fails_only_its_rule_and_every_other_rule_still_pages(make_app, base_env, tmp_path,
+                                                                                 monkeypatch):
     from controlplane.alerting.deployments import record_deployment
     from controlplane.alerting.indicators import INDICATORS
     from controlplane.alerting.models import AlertNotification
@@ -264,6 +265,11 @@ def test_a_raising_indicator_fails_only_its_rule_and_every_other_rule_still_page
     listed = {row["rule"]: row for row in alerts_listing(app, client)}
     assert listed["ReadsMissingTable"]["state"] == "error" and "no_such_table" in listed["ReadsMissingTable"]["error"]
     assert listed["MigrationFailed"]["state"] == "firing" and listed["MigrationFailed"]["error"] is None
+    listing = CliRunner().invoke(main, ["alerts", "list"], env={**base_env, "ALERT_RULES_FILE": str(tmp_path / "rules.yaml")})
+    assert listing.exit_code == 0, listing.output
+    lines = listing.output.splitlines()
+    broken_line = next(i for i, line in enumerate(lines) if line.startswith("ReadsMissingTable"))
+    assert lines[broken_line].split()[2] == "error" and "cannot be evaluated: " in lines[broken_line + 1]
 
     # The table appears (the migration is fixed): the error clears and AlertRuleFailing resolves.
     broken.table = "deployments"

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from ..clikit import with_app
-from ..timeutil import isoformat
 
 
 @click.group()
@@ -34,20 +33,10 @@ def alerts_validate(path):
 @click.option("--json", "as_json", is_flag=True)
 @with_app
 def alerts_list(app, as_json):
-    """Every rule with its current state."""
-    from sqlalchemy import select
+    """Every rule with its current state (`error` with the reason while it cannot be evaluated)."""
+    from .engine import current_states
 
-    from ..extensions import db
-    from .models import AlertState
-
-    states = {s.rule: s for s in db.session.execute(select(AlertState)).scalars()}
-    rows = []
-    for rule in app.extensions["controlplane.alert_rules"].rules:
-        state = states.get(rule.name)
-        rows.append({"rule": rule.name, "severity": rule.severity, "state": state.state if state else "inactive",
-                     "value": state.last_value if state else None,
-                     "since": isoformat(state.fired_at or state.active_since)
-                     if state and state.state != "inactive" else None})
+    rows = current_states(app.extensions["controlplane.alert_rules"])
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -55,6 +44,8 @@ def alerts_list(app, as_json):
     for row in rows:
         value = "-" if row["value"] is None else f"{row['value']:.4g}"
         click.echo(f"{row['rule']:<28} {row['severity']:<9} {row['state']:<9} {value:>12}  {row['since'] or ''}")
+        if row["error"]:
+            click.echo(f"{'':<28} cannot be evaluated: {row['error']}")
 
 
 @alerts.command("history")
