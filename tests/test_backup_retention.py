@@ -7,7 +7,7 @@ import pytest
 
 from sqlalchemy import select
 
-from controlplane.backups.models import Backup
+from controlplane.backups.models import FULL_COPY_KINDS, Backup
 from controlplane.backups.operations import take_backup
 from controlplane.backups.retention import expired, prune
 from controlplane.extensions import db
@@ -21,7 +21,8 @@ def backup(days_ago: float, kind: str = "full", status: str = "succeeded", engin
     finished = NOW - timedelta(days=days_ago)
     number = next(_ids)
     return Backup(id=number, name=f"b{number}", kind=kind, engine=engine_kind, status=status, storage="local",
-                  started_at=finished - timedelta(minutes=1), finished_at=finished, **{"pinned": False, **fields})
+                  started_at=finished - timedelta(minutes=1), finished_at=finished,
+                  **{"pinned": False, "full_copy": kind in FULL_COPY_KINDS, **fields})
 
 
 def names(rows) -> set[str]:
@@ -53,6 +54,12 @@ def test_the_newest_good_full_survives_a_quiet_month():
     only = backup(45)
     failed = backup(44, status="failed")
     assert expired([only, failed], NOW, 30) == [failed]
+
+
+def test_the_newest_whole_copy_survives_a_quiet_month_whatever_its_kind():
+    full = backup(50)
+    manual = backup(45, kind="manual")  # the newest thing a restore could start from
+    assert expired([full, manual], NOW, 30) == [full]
 
 
 def test_hourly_fulls_older_than_two_days_are_thinned_to_one_a_day():

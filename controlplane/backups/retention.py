@@ -4,7 +4,8 @@ Deleted: succeeded or failed backups that finished before the cutoff, and, of th
 older than HOURLY_KEPT, all but the first of each UTC day (so 30 days cost 48 + 30 fulls, not
 720). Kept regardless: WAL archived since the start of the oldest physical full that stays, pinned
 backups, pre-migration backups, every backup that a kept one depends on (an incremental's full,
-transitively), and the newest succeeded full, so a quiet month never leaves nothing to restore.
+transitively), and the newest succeeded whole copy (a full, manual or pre-migration backup), so a
+quiet month never leaves nothing to restore.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ HOURLY_KEPT = timedelta(hours=48)
 def expired(backups: list[Backup], now: datetime, days: int) -> list[Backup]:
     cutoff = now - timedelta(days=days)
     by_id = {b.id: b for b in backups}
-    newest_full = max((b for b in backups if b.kind == "full" and b.status == "succeeded"),
+    newest_full = max((b for b in backups if b.full_copy and b.status == "succeeded"),
                       key=lambda b: as_utc(b.finished_at), default=None)
 
     def old(b: Backup) -> bool:
