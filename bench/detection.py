@@ -65,10 +65,10 @@ def main() -> int:
             triggered.set()
         return httpx2.Response(202, json={"status": "success", "dedup_key": event.get("dedup_key")})
 
-    original = pagerduty.PagerDutySender.__init__
-    pagerduty.PagerDutySender.__init__ = lambda self, url, transport=None, timeout=10.0: original(
-        self, url, httpx2.MockTransport(pagerduty_double), timeout)
     app = create_app()
+    # The app's one PagerDuty sender, answering through the double.
+    app.extensions["controlplane.pagerduty"] = pagerduty.PagerDutySender(
+        app.extensions["controlplane.settings"].pagerduty_events_url, httpx2.MockTransport(pagerduty_double))
     worker = None
     try:
         with app.app_context():
@@ -91,8 +91,8 @@ def main() -> int:
                 t0 = time.monotonic()
             if t0 is not None and n % 5 == 0:
                 client.post("/api/v1/messages/deliveries", json={"id": sent["message_id"]}, headers=headers)
-            else:
-                client.get("/live")
+            else:  # a user route: probes such as /live are not traffic
+                client.get("/api/v1/openapi.json")
             time.sleep(0.025)
         if not trigger_at:
             print("no trigger arrived: FAIL")
