@@ -37,11 +37,14 @@ class Gunicorn:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         metrics_dir.mkdir(parents=True, exist_ok=True)
+        # Its log goes to a file: a pipe nobody reads would block gunicorn once it filled.
+        self.log = metrics_dir.with_suffix(".log")
+        self._log_file = self.log.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(PROJECT_ROOT / "gunicorn.conf.py")], cwd=PROJECT_ROOT,
             env={**env, "PORT": str(self.port), "WEB_CONCURRENCY": "1", "GUNICORN_ACCESS_LOG": "/dev/null",
                  "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            stdout=subprocess.DEVNULL, stderr=self._log_file)
 
     def __enter__(self):
         wait_for(self._answers, timeout=40, interval=0.2)
@@ -49,7 +52,7 @@ class Gunicorn:
 
     def _answers(self) -> bool:
         """/live (no worker runs here, so /ready would wait for one)."""
-        assert self.process.poll() is None, self.process.stderr.read().decode()[-3000:]
+        assert self.process.poll() is None, self.log.read_text(errors="replace")[-3000:]
         try:
             return httpx.get(self.url + "/live", timeout=1).status_code == 200
         except httpx.HTTPError:
@@ -63,6 +66,7 @@ class Gunicorn:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self._log_file.close()
 
 
 def drop_and_recreate(url: str) -> None:
