@@ -19,3 +19,21 @@ def add_counts(model, key: dict, counts: dict) -> None:
     db.session.execute(statement.on_conflict_do_update(
         index_elements=list(key),
         set_={name: getattr(model, name) + getattr(statement.excluded, name) for name in counts}))
+
+
+def begin_as_writer() -> None:
+    """Start the session's transaction holding the right to write.
+
+    On SQLite a transaction that has read cannot start writing once another connection has
+    committed since its first read: SQLite refuses at once ("database is locked",
+    SQLITE_BUSY_SNAPSHOT) without waiting out the busy timeout. A unit of work that reads, then
+    writes, in one transaction with savepoints (an alert evaluation pass) therefore takes the
+    write lock first (BEGIN IMMEDIATE) and waits its turn behind other writers instead. PostgreSQL
+    needs nothing: its transactions write whenever they like."""
+    from .extensions import db
+
+    if db.engine.dialect.name != "sqlite":
+        return
+    connection = db.session.connection()
+    if not connection.connection.dbapi_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
-from sqlalchemy import select, text
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.pool import NullPool
 
 from controlplane.alerting.engine import evaluate, step
 from controlplane.alerting.models import AlertEvent, AlertState
@@ -289,6 +291,60 @@ def alerts_listing(app, client) -> list[dict]:
     answer = client.get("/api/v1/alerts", headers={"X-Server-API-Key": key})
     assert answer.status_code == 200, answer.get_data(as_text=True)
     return answer.get_json()["data"]
+
+
+class OthersWriteMeanwhile:
+    """A test indicator during whose measurement another connection writes and commits, as the
+    web's request flusher or a heartbeat does while the leader evaluates."""
+
+    name = "others_write_meanwhile"
+    params: dict = {}
+
+    def __init__(self):
+        self.other = None  # the other connection's engine, once the app (and its database) exists
+        self.thread: threading.Thread | None = None
+
+    def validate(self, params):
+        return params
+
+    def write(self) -> None:
+        with self.other.begin() as conn:
+            conn.execute(text("INSERT INTO other_writes (n) VALUES (1)"))
+
+    def measure(self, params, ctx):
+        db.session.execute(text("SELECT count(*) FROM other_writes"))  # indicators read first
+        self.thread = threading.Thread(target=self.write)
+        self.thread.start()
+        self.thread.join(timeout=1)  # done at once, unless the pass holds the write lock
+        return 1.0
+
+
+def test_a_pass_still_writes_when_another_connection_commits_while_it_measures(make_app, tmp_path, monkeypatch):
+    """On SQLite a transaction that has read cannot write once another connection has committed
+    ("database is locked" at once); `controlplane run` met it on nearly every pass."""
+    from controlplane.alerting.indicators import INDICATORS
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump({"rules": [
+        {"name": "Busy", "indicator": "others_write_meanwhile", "op": ">", "threshold": 0, "for": "0s",
+         "labels": {"severity": "warning"}, "annotations": {"summary": "{value:.0f}"}},
+        {"name": "DeploymentFailed", "indicator": "deployment_failed", "params": {"kind": "deploy"}, "op": ">",
+         "threshold": 0, "for": "0s", "labels": {"severity": "warning"}, "annotations": {"summary": "failed"}}]}))
+    busy = OthersWriteMeanwhile()
+    monkeypatch.setitem(INDICATORS, busy.name, busy)
+    app = make_app(ALERT_RULES_FILE=str(rules))
+    busy.other = create_engine(app.config["SQLALCHEMY_DATABASE_URI"], poolclass=NullPool)
+    with app.app_context():
+        db.session.execute(text("CREATE TABLE other_writes (n INTEGER)"))
+        db.session.commit()
+        evaluate(app.extensions["controlplane.settings"], app.extensions["controlplane.alert_rules"])
+        busy.thread.join(timeout=20)
+        states = {s.rule: s for s in db.session.execute(select(AlertState)).scalars()}
+        written = db.session.execute(text("SELECT count(*) FROM other_writes")).scalar_one()
+    busy.other.dispose()
+    assert {name: (state.state, state.error) for name, state in states.items()} == {
+        "Busy": ("firing", None), "DeploymentFailed": ("inactive", None)}
+    assert written == 1  # the other writer waited its turn and then wrote
 
 
 def test_no_shipped_rule_ever_prints_nan_without_data():

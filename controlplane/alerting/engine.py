@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from prometheus_client import Histogram
 from sqlalchemy import select
 
+from ..dbtypes import begin_as_writer
 from ..extensions import db
 from ..timeutil import as_utc, isoformat, utcnow
 from .indicators import INDICATORS, STARTING_UP, Context
@@ -104,6 +105,7 @@ def evaluate(settings, rules: RuleSet, now: datetime | None = None) -> list[Tran
     transitions."""
     started = time.perf_counter()
     ctx = Context(now=now or utcnow(), settings=settings, rule_names=tuple(rule.name for rule in rules.rules))
+    begin_as_writer()  # on SQLite: a pass reads first, and its savepoints must still be able to write
     known = {(s.rule, s.labels_key): s for s in db.session.execute(select(AlertState)).scalars()}
     transitions = []
     for rule in rules.rules:
