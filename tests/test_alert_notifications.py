@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import httpx2
 import pytest
 import yaml
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 
 from controlplane.alerting.engine import Transition, evaluate
 from controlplane.alerting.models import AlertNotification
@@ -29,17 +29,25 @@ class PagerDutyDouble:
     def __init__(self):
         self.events: list[dict] = []
         self.answers: list = []
+        self.respond = None  # else a function of the event: a status, or (status, headers)
 
     def __call__(self, request: httpx2.Request) -> httpx2.Response:
         answer = self.answers.pop(0) if self.answers else 202
         if isinstance(answer, Exception):
             raise answer
         event = json.loads(request.content)
-        self.events.append({"url": str(request.url), **event})
-        if answer == 202:
+        if self.respond is not None:
+            answer = self.respond(event)
+        status, headers = answer if isinstance(answer, tuple) else (answer, {})
+        self.events.append({"url": str(request.url), "status": status, **event})
+        if status == 202:
             return httpx2.Response(202, json={"status": "success", "message": "Event processed",
                                               "dedup_key": event.get("dedup_key")})
-        return httpx2.Response(answer, json={"status": "invalid event", "message": "Event object is invalid"})
+        return httpx2.Response(status, headers=headers,
+                               json={"status": "invalid event", "message": "Event object is invalid"})
+
+    def accepted(self) -> list[dict]:
+        return [event for event in self.events if event["status"] == 202]
 
     def sender(self) -> PagerDutySender:
         return PagerDutySender("https://events.pagerduty.com", transport=httpx2.MockTransport(self))
@@ -155,6 +163,140 @@ def test_at_most_120_events_a_minute_per_routing_key(make_app, pd):
     assert len(pd.events) == 120
     run(app, at=NOW + timedelta(seconds=61))
     assert len(pd.events) == 125
+
+
+def drain(app, at) -> None:
+    """What the notifier job does at `at`: send until nothing is due."""
+    with app.app_context():
+        settings = app.extensions["controlplane.settings"]
+        while send_due(settings, at):
+            pass
+
+
+def burst(app, count: int, severity: str = "critical") -> None:
+    for n in range(count):
+        queue(app, the_rule=rule(name=f"Burst{n:03d}", labels={"severity": severity}))
+
+
+def most_in_a_minute(times: list[datetime]) -> int:
+    times, most, start = sorted(times), 0, 0
+    for end, at in enumerate(times):
+        while at - times[start] >= timedelta(minutes=1):
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+def test_a_429_pauses_the_whole_route_instead_of_trying_every_page(make_app, pd):
+    app = pd_app(make_app, pd)
+    burst(app, 125)
+    pd.respond = lambda event: 429
+    drain(app, NOW)
+    assert len(pd.events) == 1  # PagerDuty counts a throttled request too: one, not 125
+    drain(app, NOW + timedelta(seconds=29))
+    assert len(pd.events) == 1
+    with app.app_context():
+        rows = db.session.execute(select(AlertNotification)).scalars().all()
+    assert {row.state for row in rows} == {"pending"} and sum(row.attempts for row in rows) == 1
+    assert min(as_utc(row.next_attempt_at) for row in rows) >= NOW + timedelta(seconds=30)
+
+
+def test_a_429_pauses_the_route_for_its_retry_after(make_app, pd):
+    app = pd_app(make_app, pd)
+    burst(app, 3)
+    pd.respond = lambda event: (429, {"Retry-After": "120"})
+    drain(app, NOW)
+    pd.respond = None
+    drain(app, NOW + timedelta(seconds=119))
+    assert len(pd.events) == 1
+    drain(app, NOW + timedelta(seconds=121))
+    assert len(pd.accepted()) == 3
+
+
+def test_retry_after_is_read_as_seconds_or_an_http_date():
+    from email.utils import format_datetime
+
+    from controlplane.alerting.pagerduty import retry_after_seconds
+
+    assert retry_after_seconds("7") == 7 and retry_after_seconds(None) is None and retry_after_seconds("soon") is None
+    in_a_minute = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=60), usegmt=True)
+    assert 55 <= retry_after_seconds(in_a_minute) <= 60
+
+
+def test_an_outage_of_429_then_5xx_stays_within_120_requests_a_minute_and_every_page_goes_out_once(make_app, pd):
+    """The fault suite's PagerDuty outage on a simulated clock: 429 for 30 s, 5xx for 30 s."""
+    app = pd_app(make_app, pd)
+    burst(app, 125)
+    clock = {"now": NOW}
+    sent_at: list[datetime] = []
+
+    def outage(event):
+        sent_at.append(clock["now"])
+        elapsed = clock["now"] - NOW
+        return 429 if elapsed < timedelta(seconds=30) else 503 if elapsed < timedelta(seconds=60) else 202
+
+    pd.respond = outage
+    for second in range(0, 600, 2):  # the notifier runs often; 10 minutes is more than enough
+        clock["now"] = NOW + timedelta(seconds=second)
+        drain(app, clock["now"])
+    assert most_in_a_minute(sent_at) <= 120
+    accepted = [event["dedup_key"] for event in pd.accepted()]
+    assert len(accepted) == len(set(accepted)) == 125
+    with app.app_context():
+        states = db.session.execute(select(AlertNotification.state)).scalars().all()
+    assert set(states) == {"sent"}
+
+
+def test_instances_sharing_the_database_share_the_minute_failures_included(make_app, pd):
+    first = pd_app(make_app, pd)
+    burst(first, 125)
+    pd.respond = lambda event: 500
+    drain(first, NOW)
+    assert len(pd.events) == 120
+    second = pd_app(make_app, pd)  # another worker on the same database
+    pd.respond = None
+    drain(second, NOW + timedelta(seconds=30))  # due again by their backoff, but the minute is spent
+    assert len(pd.events) == 120
+    drain(second, NOW + timedelta(seconds=61))
+    assert len(pd.events) == 240  # a new minute: 120 more
+    drain(first, NOW + timedelta(seconds=122))
+    assert len(pd.accepted()) == 125
+
+
+def test_a_throttled_route_holds_neither_another_route_nor_another_channel(make_app, pd):
+    app = pd.attach(make_app(PAGERDUTY_ROUTING_KEY=KEY, PAGERDUTY_ROUTING_KEY_WARNING="w" * 32,
+                             ALERT_EMAIL_TO="oncall@example.com"))
+    burst(app, 60, severity="warning")  # more than one batch: they must not crowd out the others
+    queue(app, the_rule=rule(name="Critical"))
+    pd.respond = lambda event: 429 if event["routing_key"] == "w" * 32 else 202
+    drain(app, NOW)
+    throttled = [event for event in pd.events if event["routing_key"] == "w" * 32]
+    assert len(throttled) == 1
+    assert [event["dedup_key"] for event in pd.accepted()] == [dedup_key("Critical", "{}")]
+    with app.app_context():
+        emails = db.session.execute(select(AlertNotification.state).filter_by(channel="email")).scalars().all()
+    assert len(emails) == 61 and set(emails) == {"sent"}
+
+
+@pytest.mark.postgres
+def test_a_route_another_notifier_is_spending_is_put_off_not_waited_for(make_app, pd, postgres_url):
+    app = pd.attach(make_app(DATABASE_URL=postgres_url, PAGERDUTY_ROUTING_KEY=KEY,
+                             PAGERDUTY_ROUTING_KEY_WARNING="w" * 32))
+    queue(app, the_rule=rule(name="Warning", labels={"severity": "warning"}))
+    queue(app, the_rule=rule(name="Critical"))
+    other_notifier = create_engine(postgres_url)
+    try:
+        with other_notifier.connect() as connection:
+            connection.execute(text("INSERT INTO alert_routes (channel, route) VALUES ('pagerduty', 'warning')"))
+            connection.commit()
+            connection.execute(text("SELECT * FROM alert_routes WHERE route = 'warning' FOR UPDATE"))
+            drain(app, NOW)  # it must not wait for the other notifier's commit
+            assert [event["dedup_key"] for event in pd.events] == [dedup_key("Critical", "{}")]
+            connection.rollback()
+    finally:
+        other_notifier.dispose()
+    drain(app, NOW + timedelta(seconds=5))
+    assert [event["dedup_key"] for event in pd.accepted()][1:] == [dedup_key("Warning", "{}")]
 
 
 def test_severity_routes_and_an_unconfigured_pagerduty_is_an_explicit_no_op(make_app, pd):

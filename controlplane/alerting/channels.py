@@ -7,7 +7,9 @@
 - `rule_problem(settings, rules) -> str | None`: rules that cannot reach it (reported, not held:
   the other rules' pages still go out);
 - `probe(settings) -> str | None`: what only the network tells (health check, `alerts test`);
-- `send(row, settings) -> Outcome` (ok, permanent, error): one attempt; the outbox retries.
+- `send(row, settings) -> Outcome` (ok, permanent, error, throttled): one attempt; the outbox
+  retries, and pauses the whole route when it was throttled (a 429).
+- `per_minute`: the most requests a route takes in a minute, answered or not (None: no limit).
 
 - pagerduty: PagerDuty Events API v2 through the app's one PagerDutySender
   (`app.extensions["controlplane.pagerduty"]`, built once; tests replace it there).
@@ -145,7 +147,7 @@ class WebhookChannel(Channel):
             return Outcome(True)
         permanent = attempt.permanent or (attempt.status is not None and 400 <= attempt.status < 500
                                           and attempt.status not in (408, 429))
-        return Outcome(False, permanent=permanent, error=attempt.error)
+        return Outcome(False, permanent=permanent, error=attempt.error, throttled=attempt.status == 429)
 
 
 class EmailChannel(Channel):

@@ -99,6 +99,32 @@ class AlertNotification(db.Model):
                       Index("ix_alert_notifications_sent", "route", "sent_at"))
 
 
+class AlertRoute(db.Model):
+    """One row per channel and route: locked by the notifier that spends the route's budget (so two
+    notifiers never both spend it), and paused after the channel answered 429."""
+
+    __tablename__ = "alert_routes"
+
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    route: Mapped[str] = mapped_column(String(64), primary_key=True)
+    paused_until = mapped_column(UTCDateTime)
+    pause_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertAttempt(db.Model):
+    """One request to a channel, kept a few minutes: what a route's per-minute limit counts. The
+    far end counts throttled and failed requests too, so every attempt is one."""
+
+    __tablename__ = "alert_attempts"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(16), nullable=False)
+    route: Mapped[str] = mapped_column(String(64), nullable=False)
+    at = mapped_column(UTCDateTime, nullable=False)
+
+    __table_args__ = (Index("ix_alert_attempts_route_at", "channel", "route", "at"),)
+
+
 class Silence(db.Model):
     """Suppresses notifications (never state) for alerts whose labels match, between start and end.
 

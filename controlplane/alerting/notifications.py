@@ -6,20 +6,28 @@ A channel that cannot work (channels' `problem`, from configuration) holds its n
 rather than failing them: the reason is written on each row once, the row waits HOLD_SECONDS
 between looks, and it goes out once the configuration is fixed. /health and
 `controlplane_alert_channel_misconfigured` say so meanwhile.
+
+Each route (a PagerDuty routing key by its setting's name, the webhook, the email) has a budget in
+the shared database (routes.py): every attempt counts against a channel's per-minute limit, and a
+429 pauses the whole route. A notification whose route is paused, full or held by another
+notifier is put off, not attempted; the other routes' notifications go out meanwhile.
 """
 from __future__ import annotations
 
 import json
 import logging
 import random
+import time
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from ..extensions import db
+from ..timeutil import as_utc
 from .channels import CHANNELS
 from .models import AlertNotification
 from .pagerduty import dedup_key, trigger_payload
+from .routes import forget_old_attempts, hold_routes
 
 log = logging.getLogger("controlplane.alerting")
 MAX_ATTEMPTS = 60  # with backoff capped at 10 minutes: about ten hours of trying
@@ -60,29 +68,47 @@ def enqueue(transition, settings) -> list[AlertNotification]:
 
 
 def send_due(settings, now: datetime, limit: int = 50) -> int:
-    """Send what is due, one attempt each; returns how many were attempted."""
+    """Send what is due, one attempt each, within each route's budget (routes.py); returns how many
+    notifications were handled (attempted, held or put off): none left due means 0."""
+    clock = _clock_from(now)
     rows = db.session.execute(
         select(AlertNotification).where(AlertNotification.state == "pending", AlertNotification.next_attempt_at <= now)
         .order_by(AlertNotification.next_attempt_at).limit(limit).with_for_update(skip_locked=True)
     ).scalars().all()
-    sent_recently = dict(db.session.execute(
-        select(AlertNotification.route, func.count()).where(AlertNotification.sent_at > now - timedelta(minutes=1))
-        .group_by(AlertNotification.route)).all())
-    attempted = 0
+    routes = hold_routes({(row.channel, row.route) for row in rows}, now)
     for row in rows:
         channel = CHANNELS.get(row.channel)
         problem = channel.problem(settings) if channel else f"no channel {row.channel!r} in this version"
         if problem:
             _hold(row, problem, now)
             continue
-        if channel.per_minute and sent_recently.get(row.route, 0) >= channel.per_minute:
-            row.next_attempt_at = now + timedelta(seconds=random.uniform(5, 15))  # the channel's limit, kept
+        route = routes[(row.channel, row.route)]
+        if (later := route.wait_until(now, channel.per_minute)) is not None:
+            row.next_attempt_at = later
             continue
-        attempted += 1
-        row.attempts += 1
-        _settle(row, channel.send(row, settings), now, sent_recently)
+        _attempt(row, channel, route, settings, now, clock)
+    if rows:
+        forget_old_attempts(now)
     db.session.commit()
-    return attempted
+    return len(rows)
+
+
+def _clock_from(now: datetime):
+    """`now`, moving on as the batch runs."""
+    started = time.monotonic()
+    return lambda: now + timedelta(seconds=time.monotonic() - started)
+
+
+def _attempt(row: AlertNotification, channel, route, settings, now: datetime, clock) -> None:
+    """One attempt, counted against its route, then settled."""
+    row.attempts += 1
+    outcome = channel.send(row, settings)
+    # Dated when the answer came, not when the batch began: dated early, a slow batch's attempts
+    # would leave the sliding minute early and let more through than the limit.
+    route.record(clock(), outcome)
+    _settle(row, outcome, now)
+    if outcome.throttled and row.state == "pending":  # its own backoff, but never inside the pause
+        row.next_attempt_at = max(as_utc(row.next_attempt_at), as_utc(route.row.paused_until))
 
 
 def _hold(row: AlertNotification, problem: str, now: datetime) -> None:
@@ -94,10 +120,9 @@ def _hold(row: AlertNotification, problem: str, now: datetime) -> None:
     row.next_attempt_at = now + timedelta(seconds=HOLD_SECONDS)
 
 
-def _settle(row: AlertNotification, outcome, now: datetime, sent_recently: dict) -> None:
+def _settle(row: AlertNotification, outcome, now: datetime) -> None:
     """Record one attempt's outcome: sent (or repeated later), retried with backoff, or failed."""
     if outcome.ok:
-        sent_recently[row.route] = sent_recently.get(row.route, 0) + 1
         row.sent_at, row.last_error = now, None
         if row.repeats_left > 0:  # a resolve goes out again a little later
             row.repeats_left -= 1

@@ -3,8 +3,10 @@ EventsApiV2Client, bounded and never blocking evaluation.
 
 The package retries 429 forever (sleeping) and network errors several times. Evaluation never
 calls this; the notifier job does, one attempt per notification per run: 429, 5xx and network
-errors surface at once as `retry` (our outbox retries with backoff), a 400 as permanent. At most
-120 events per minute leave per routing key (PagerDuty's own limit), counted from the outbox.
+errors surface at once as `retry` (our outbox retries with backoff), a 400 as permanent; a 429 as
+`throttled`, with its Retry-After, which pauses the route. At most 120 requests per minute leave
+per route (PagerDuty's own limit), counted from the shared database whatever their answer
+(routes.py).
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 
 log = logging.getLogger("controlplane.alerting")
 EVENTS_PER_MINUTE = 120
@@ -20,9 +24,9 @@ EVENTS_PER_MINUTE = 120
 class _Answered(Exception):
     """Raised by our transport for statuses the package would otherwise sleep on."""
 
-    def __init__(self, status: int, body: str):
+    def __init__(self, status: int, body: str, retry_after: float | None = None):
         super().__init__(f"HTTP {status}")
-        self.status, self.body = status, body
+        self.status, self.body, self.retry_after = status, body, retry_after
 
 
 def _bounded_transport(inner):
@@ -35,7 +39,8 @@ def _bounded_transport(inner):
             response = inner.handle_request(request)
             if response.status_code == 429 or response.status_code >= 500:
                 response.read()
-                raise _Answered(response.status_code, response.text[:300])
+                raise _Answered(response.status_code, response.text[:300],
+                                retry_after_seconds(response.headers.get("Retry-After")))
             return response
 
         def close(self):
@@ -44,11 +49,34 @@ def _bounded_transport(inner):
     return Bounded()
 
 
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds from now: a number of seconds or an HTTP date (RFC 9110); None when
+    absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max((when - datetime.now(timezone.utc)).total_seconds(), 0.0)
+
+
 @dataclass(frozen=True)
 class Outcome:
+    """One attempt's result, for every channel: `throttled` (a 429) pauses the whole route, for
+    `retry_after` seconds when the far end said how long."""
+
     ok: bool
     permanent: bool = False
     error: str | None = None
+    throttled: bool = False
+    retry_after: float | None = None
 
 
 def dedup_key(rule: str, labels_key: str) -> str:
@@ -101,7 +129,8 @@ class PagerDutySender:
                 client.send_event(action, dedup_key=dedup)
             return Outcome(True)
         except _Answered as exc:
-            return Outcome(False, error=f"PagerDuty answered {exc} {exc.body}".strip())
+            return Outcome(False, error=f"PagerDuty answered {exc} {exc.body}".strip(), throttled=exc.status == 429,
+                           retry_after=exc.retry_after)
         except pagerduty.ServerHttpError as exc:  # an answer that is not PagerDuty's: try again later
             return Outcome(False, error=f"PagerDuty: {exc}")
         except pagerduty.HttpError as exc:  # 4xx: the event itself is wrong; sending again cannot help
