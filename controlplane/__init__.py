@@ -18,6 +18,7 @@ from .alerting import init_alerting
 from .alerting.channels import init_channels
 from .alerting.watcher import init_watcher
 from .backups import init_backups
+from .database import service_connect_args
 from .status import init_status
 from .gateway import init_gateway
 from .health import init_health
@@ -77,18 +78,13 @@ def engine_options(settings: Settings) -> dict:
     if settings.is_sqlite:
         # A busy timeout instead of "database is locked" when web and worker write at once.
         return {"connect_args": {"timeout": 15}, "pool_pre_ping": True}
-    options = f"-c statement_timeout={settings.db_statement_timeout_ms}" if settings.db_statement_timeout_ms else ""
     return {
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
         "pool_timeout": settings.db_pool_timeout,
         "pool_recycle": settings.db_pool_recycle,
         "pool_pre_ping": True,
-        "connect_args": {
-            "connect_timeout": settings.db_connect_timeout,
-            "application_name": f"controlplane:{settings.instance_id}",
-            "options": options,
-        },
+        "connect_args": service_connect_args(settings, f"controlplane:{settings.instance_id}"),
     }
 
 

@@ -8,6 +8,7 @@ import threading
 import click
 from werkzeug.serving import make_server
 
+from .database import install_answer_deadline
 from .jobs import Worker
 from .schema import upgrade_database
 from .settings import redact_url
@@ -21,6 +22,7 @@ def serve(app, host: str, port: int) -> None:
     settings.backup_dir.mkdir(parents=True, exist_ok=True)
     with app.app_context():
         upgrade_database()
+    install_answer_deadline(settings)  # after the migration, whose statements may run long
     server = make_server(host, port, app, threaded=True)
     worker = Worker(app)
     worker.start()  # the worker's health refresh runs on a scheduler thread in this process

@@ -25,6 +25,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # The plan: development DEBUG, staging INFO, production WARNING; errors always.
 DEFAULT_LOG_LEVEL = {"development": "DEBUG", "staging": "INFO", "production": "WARNING"}
 MIN_SECRET_LENGTH = 32
+# DB_ANSWER_TIMEOUT_SECONDS's default is the statement timeout plus this.
+ANSWER_MARGIN_SECONDS = 5.0
 KNOWN_WEAK_SECRETS = {"secret", "changeme", "change-me", "password", "jwt_secret", "development"}
 
 
@@ -171,6 +173,8 @@ class Settings:
     db_pool_recycle: int
     db_connect_timeout: int
     db_statement_timeout_ms: int
+    # Web and worker give up on a pool or leader connection silent this long (0: never); see database.py.
+    db_answer_timeout: float
 
     health_cache_seconds: float
     check_results_retention_days: int
@@ -369,6 +373,7 @@ class Settings:
             db_pool_recycle=env.int("DB_POOL_RECYCLE_SECONDS", 1800, minimum=-1),
             db_connect_timeout=env.int("DB_CONNECT_TIMEOUT_SECONDS", 5, minimum=1),
             db_statement_timeout_ms=env.int("DB_STATEMENT_TIMEOUT_MS", 30000, minimum=0),
+            db_answer_timeout=_answer_timeout(env),
             health_cache_seconds=env.float("HEALTH_CACHE_SECONDS", 2.0, minimum=0),
             check_results_retention_days=env.int("CHECK_RESULTS_RETENTION_DAYS", 14, minimum=1),
             request_stats_flush_seconds=env.float("REQUEST_STATS_FLUSH_SECONDS", 5.0, minimum=0.1),
@@ -473,6 +478,18 @@ def _watchdog_seconds(env: Env) -> float:
     if seconds < 2 * interval:
         raise SettingsError(f"ALERT_WATCHDOG_SECONDS must be at least twice ALERT_EVALUATION_SECONDS "
                             f"({2 * interval:g}), got {seconds:g}")
+    return seconds
+
+
+def _answer_timeout(env: Env) -> float:
+    """DB_ANSWER_TIMEOUT_SECONDS: longer than the statement timeout, or it would end statements the
+    server is still allowed to run. The margin covers the time the server's own error takes to come."""
+    statement_seconds = env.int("DB_STATEMENT_TIMEOUT_MS", 30000, minimum=0) / 1000
+    default = statement_seconds + ANSWER_MARGIN_SECONDS if statement_seconds else 0.0
+    seconds = env.float("DB_ANSWER_TIMEOUT_SECONDS", default, minimum=0)
+    if seconds and statement_seconds and seconds <= statement_seconds:
+        raise SettingsError(f"DB_ANSWER_TIMEOUT_SECONDS must be longer than DB_STATEMENT_TIMEOUT_MS "
+                            f"({statement_seconds:g} s), or 0 for no deadline, got {seconds:g}")
     return seconds
 
 

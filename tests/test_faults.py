@@ -344,11 +344,6 @@ def database_silent(lab: Lab) -> dict:
                            "(open connections go silent, new ones are never answered)")
 
 
-@pytest.mark.xfail(strict=True, reason="no client-side TCP keepalive or tcp_user_timeout on the service's "
-                   "PostgreSQL connections (statement_timeout is the server's, and the server is gone): a job "
-                   "waiting on a connection whose server vanished waits for hours. "
-                   "Measured: the leader-lock connection hangs the heartbeat job (the worker still believes it "
-                   "leads after PostgreSQL released the lock); in some runs evaluation and delivery hang too")
 def test_database_silent_for_30s_evaluation_resumes_by_itself_without_false_pages(faults):
     figures = faults.result("database_silent")
     assert figures["evaluation_resumed_after_seconds"] is not None, LOGS

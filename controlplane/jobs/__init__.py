@@ -15,6 +15,7 @@ from typing import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from ..database import install_answer_deadline, service_connect_args
 from ..extensions import db
 from ..telemetry.worker_metrics import serve_worker_metrics
 from ..timeutil import utcnow
@@ -222,7 +223,8 @@ class Worker:
         self.settings = app.extensions["controlplane.settings"]
         self.instance = f"{self.settings.instance_id}:{os.getpid()}"
         self.started_at = utcnow()
-        self.leader = LeaderElection(self.settings.database_url, self.settings.db_connect_timeout)
+        self.leader = LeaderElection(self.settings.database_url,
+                                     service_connect_args(self.settings, "controlplane-leader"))
         health = app.extensions["controlplane.health"]
         self.check_runner = health.make_runner(app, self.instance)
         from ..postal import postal_client
@@ -306,6 +308,7 @@ class Worker:
         # Its deliveries and evaluations are counted in this process only, so it has its own
         # scrape target (`controlplane run` serves them on its web /metrics instead).
         self.metrics_server = serve_worker_metrics(self.settings.worker_metrics_port)
+        install_answer_deadline(self.settings)
         self.start()
         stop.wait()
         log.info("worker received a stop signal; finishing running jobs")

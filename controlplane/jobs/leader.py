@@ -11,6 +11,8 @@ import logging
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from ..database import libpq_args
+
 log = logging.getLogger(__name__)
 
 # "mailgoat" as a big-endian integer, so other applications' advisory locks do not collide.
@@ -18,12 +20,13 @@ LOCK_KEY = int.from_bytes(b"mailgoat", "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 class LeaderElection:
-    def __init__(self, database_url: str, connect_timeout: int = 5):
+    def __init__(self, database_url: str, connect_args: dict | None = None):
+        """`connect_args`: from `database.service_connect_args()`, so that a lock connection whose
+        server went silent raises within the answer deadline and counts as a lost lock."""
         self.is_sqlite = database_url.startswith("sqlite")
         self.is_leader = self.is_sqlite
         self._engine = None if self.is_sqlite else create_engine(
-            database_url, poolclass=NullPool, connect_args={"connect_timeout": connect_timeout,
-                                                            "application_name": "controlplane-leader"}
+            database_url, poolclass=NullPool, connect_args=connect_args or libpq_args(5, "controlplane-leader")
         )
         self._conn = None
 

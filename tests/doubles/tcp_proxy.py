@@ -110,9 +110,9 @@ class TcpProxy:
             self._open.update((client, upstream))
             self._upstreams.add(upstream)
         for source, sink in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+            threading.Thread(target=self._pump, args=(source, sink, upstream), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, upstream: socket.socket) -> None:
         try:
             while chunk := source.recv(65536):
                 if self.mode == "silent":
@@ -124,7 +124,8 @@ class TcpProxy:
             self._open.discard(source)
             self._open.discard(sink)
             silent = self.mode == "silent"
-            upstream = source if source in self._upstreams else sink
+            # Told, not guessed from _upstreams: the other pump may have removed it already, and a
+            # guess would then reset the client (which a silent server never does).
             self._upstreams.discard(upstream)
         if silent:  # the client's side stays open and hears nothing more
             _reset(upstream)

@@ -16,6 +16,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from ...database import libpq_args
 from ..checksums import postgres_checksums
 from . import EngineError
 
@@ -46,7 +47,7 @@ def _connect(url: str, database: str | None = None):
     kwargs = {"password": env["PGPASSWORD"]} if env else {}
     if database:
         kwargs["dbname"] = database
-    return psycopg2.connect(uri, connect_timeout=10, **kwargs)
+    return psycopg2.connect(uri, **libpq_args(10, "controlplane-backup"), **kwargs)
 
 
 class PostgresLogical:

@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ...database import libpq_args
 from . import EngineError
 from .pg_logical import _connect, _environment, libpq
 
@@ -95,7 +96,8 @@ class PostgresPhysical:
 def _connect_uri(uri: str, env: dict):
     import psycopg2
 
-    return psycopg2.connect(uri, connect_timeout=10, **({"password": env["PGPASSWORD"]} if env else {}))
+    return psycopg2.connect(uri, **libpq_args(10, "controlplane-backup"),
+                            **({"password": env["PGPASSWORD"]} if env else {}))
 
 
 class BaseBackup:
