@@ -510,6 +510,35 @@ def test_the_email_channel_goes_through_our_gateway(make_app, pd):
         assert message.state == "queued"  # the worker delivers it like any other message
 
 
+def test_a_refused_alert_email_undoes_nothing_else_in_its_batch(make_app, pd):
+    """The gateway refusing an alert email (more recipients than Postal takes) fails that
+    notification only: the page sent before it in the same batch stays sent, once."""
+    from controlplane.alerting.channels import SYSTEM_KEY_NAME
+    from controlplane.gateway.keys import system_key
+    from controlplane.gateway.models import Message
+    from controlplane.gateway.sending import MAX_ADDRESSES
+
+    everyone = ", ".join(f"oncall{n}@example.com" for n in range(MAX_ADDRESSES + 1))
+    app = pd_app(make_app, pd, ALERT_EMAIL_TO=everyone)
+    queue(app)
+    with app.app_context():
+        rows = db.session.execute(select(AlertNotification).order_by(AlertNotification.id)).scalars().all()
+        channels = {row.id: row.channel for row in rows}
+        for row in rows:  # the page first, then the email, in one batch
+            row.next_attempt_at = NOW + timedelta(seconds=1 if row.channel == "email" else 0)
+        system_key(app.extensions["controlplane.settings"], SYSTEM_KEY_NAME, "system:alerting")  # as after a first email
+        db.session.commit()
+    assert sorted(channels.values()) == ["email", "pagerduty"]
+    run(app, NOW + timedelta(seconds=1))
+    run(app, NOW + timedelta(minutes=10))
+    assert len(pd.events) == 1
+    states = {channels[row_id]: notification(app, row_id) for row_id in channels}
+    assert states["pagerduty"].state == "sent"
+    assert states["email"].state == "failed" and "the gateway refused the alert email" in states["email"].last_error
+    with app.app_context():
+        assert db.session.execute(select(Message)).scalars().all() == []
+
+
 def test_the_email_channel_falls_back_to_smtp_when_postal_is_not_usable(make_app, pd):
     from controlplane.health.models import CheckResult
     from tests.doubles.smtp import SmtpDouble

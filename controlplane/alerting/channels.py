@@ -196,15 +196,17 @@ class EmailChannel(Channel):
     def _through_gateway(settings, subject: str, text: str) -> Outcome:
         from ..extensions import db
         from ..gateway.keys import system_key
-        from ..gateway.sending import accept, validate_message
+        from ..gateway.sending import add_message, validate_message
 
         key = system_key(settings, SYSTEM_KEY_NAME, "system:alerting")
         params = {"to": list(settings.alert_email_to), "from": settings.alert_email_from, "subject": subject,
                   "plain_body": text, "tag": "alert"}
         try:
-            accept(key, "message", validate_message(params, key, settings.max_attachment_bytes), None, None)
+            # In a savepoint of the outbox's batch: a refusal undoes this mail only, never the
+            # pages already sent in the same batch (undone, they would be paged again).
+            with db.session.begin_nested():
+                add_message(key, "message", validate_message(params, key, settings.max_attachment_bytes), None, None)
         except Exception as exc:  # a refusal of our own making (a bad address): do not retry forever
-            db.session.rollback()
             return Outcome(False, permanent=True, error=f"the gateway refused the alert email: {exc}")
         return Outcome(True)
 

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
+from ..dbtypes import begin_as_writer
 from ..extensions import db
 from ..timeutil import as_utc
 from .channels import CHANNELS
@@ -71,6 +72,7 @@ def send_due(settings, now: datetime, limit: int = 50) -> int:
     """Send what is due, one attempt each, within each route's budget (routes.py); returns how many
     notifications were handled (attempted, held or put off): none left due means 0."""
     clock = _clock_from(now)
+    begin_as_writer()  # on SQLite: the batch reads, then writes (an alert email in a savepoint)
     rows = db.session.execute(
         select(AlertNotification).where(AlertNotification.state == "pending", AlertNotification.next_attempt_at <= now)
         .order_by(AlertNotification.next_attempt_at).limit(limit).with_for_update(skip_locked=True)

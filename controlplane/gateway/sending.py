@@ -179,6 +179,22 @@ def accept(key: ApiKey, kind: str, normalised: dict, send_at: datetime | None, i
     The common case (a new key) costs no lookup: the unique constraint on (key, idempotency key)
     turns a repeat into an IntegrityError, and the original answer is rebuilt from the rows.
     """
+    try:
+        data = add_message(key, kind, normalised, send_at, idem_key)
+        db.session.commit()
+    except IntegrityError:
+        # A repeat of an idempotency key (or a race with the first request): answer as it was.
+        db.session.rollback()
+        previous = replay(key, idem_key)
+        if previous is None:
+            raise
+        return previous
+    return data
+
+
+def add_message(key: ApiKey, kind: str, normalised: dict, send_at: datetime | None, idem_key: str | None) -> dict:
+    """Add the message and its recipients to the session, flushed but not committed, so that a
+    caller inside a larger unit of work (an outbox batch) decides; returns the response data."""
     now = utcnow()
     public_id = str(uuid.uuid4())
     sender = normalised["from"] if kind == "message" else normalised["mail_from"]
@@ -193,25 +209,15 @@ def accept(key: ApiKey, kind: str, normalised: dict, send_at: datetime | None, i
         attempts=0, created_at=now, updated_at=now,
     )
     db.session.add(message)
-    try:
-        db.session.flush()
-        rows = []
-        for address in dict.fromkeys(recipients):
-            row = MessageRecipient(message_pk=message.id, address=address, token=new_token())
-            db.session.add(row)
-            rows.append(row)
-        message_event("message.queued", message)
-        db.session.flush()
-        data = response_data(message, rows)
-        db.session.commit()
-    except IntegrityError:
-        # A repeat of an idempotency key (or a race with the first request): answer as it was.
-        db.session.rollback()
-        previous = replay(key, idem_key)
-        if previous is None:
-            raise
-        return previous
-    return data
+    db.session.flush()
+    rows = []
+    for address in dict.fromkeys(recipients):
+        row = MessageRecipient(message_pk=message.id, address=address, token=new_token())
+        db.session.add(row)
+        rows.append(row)
+    message_event("message.queued", message)
+    db.session.flush()
+    return response_data(message, rows)
 
 
 def new_token() -> str:
