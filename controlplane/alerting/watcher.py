@@ -57,7 +57,8 @@ class Watcher:
             try:
                 self.tick()
             except Exception as exc:  # a database outage: one line per tick, and the next tick tries again
-                log.warning("alert watchdog tick failed: %s: %s", type(exc).__name__, str(exc).splitlines()[0:1])
+                log.warning("alert watchdog tick failed: %s: %s", type(exc).__name__,
+                            (str(exc).splitlines() or [""])[0])
 
     def tick(self, now=None) -> bool:
         """One look, if this instance holds the lease for it; returns whether it did."""
