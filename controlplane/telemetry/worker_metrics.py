@@ -23,14 +23,9 @@ LISTEN_ADDRESS = "0.0.0.0"  # like gunicorn's bind: Fly's scraper reaches the ma
 
 
 class WorkerMetricsServer:
-    def __init__(self, httpd, thread, marker: str | None):
+    def __init__(self, httpd, marker: str | None):
         self.httpd = httpd
-        self.thread = thread
         self.marker = marker
-
-    @property
-    def port(self) -> int:
-        return self.httpd.server_address[1]
 
     def stop(self) -> None:
         self.httpd.shutdown()
@@ -49,10 +44,10 @@ def serve_worker_metrics(port: int) -> WorkerMetricsServer | None:
         log.info("worker metrics are off (WORKER_METRICS_PORT=0)")
         return None
     try:
-        httpd, thread = start_http_server(port, addr=LISTEN_ADDRESS, registry=REGISTRY)
+        httpd, _thread = start_http_server(port, addr=LISTEN_ADDRESS, registry=REGISTRY)
     except (OSError, OverflowError) as exc:
         log.error("worker metrics: cannot listen on %s:%s (%s); this worker's metrics are not served",
                   LISTEN_ADDRESS, port, getattr(exc, "strerror", None) or exc)
         return None
     log.info("worker metrics on http://%s:%s/metrics", LISTEN_ADDRESS, port)
-    return WorkerMetricsServer(httpd, thread, keep_out_of_web_merge())
+    return WorkerMetricsServer(httpd, keep_out_of_web_merge())
