@@ -285,8 +285,7 @@ def checks_run(app, as_json):
     from .timeutil import isoformat
 
     health = app.extensions["controlplane.health"]
-    runner = health.make_runner(app, f"{app.extensions['controlplane.settings'].instance_id}:cli")
-    runner.source = MANUAL
+    runner = health.make_runner(app, f"{app.extensions['controlplane.settings'].instance_id}:cli", MANUAL)
     try:
         outcomes = runner.run(force=True)
     finally:

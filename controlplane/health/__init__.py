@@ -9,6 +9,7 @@ from ..outbound import http_client
 from .cache import HealthCache
 from .config import ChecksConfig
 from .runner import CheckContext, CheckRunner
+from .models import SCHEDULED
 
 
 @dataclass
@@ -28,12 +29,12 @@ class HealthState:
         """How often the worker looks for due checks: the shortest interval."""
         return min(spec.interval for spec in self.specs)
 
-    def make_runner(self, app, instance: str) -> CheckRunner:
+    def make_runner(self, app, instance: str, source: str = SCHEDULED) -> CheckRunner:
         with app.app_context():
             engine = db.engine
         settings = app.extensions["controlplane.settings"]
         ctx = CheckContext(app=app, engine=engine, settings=settings, http=http_client(app))
-        return CheckRunner(ctx, self.specs, instance)
+        return CheckRunner(ctx, self.specs, instance, source)
 
 
 def init_health(app, settings, config: ChecksConfig, lifecycle: Lifecycle) -> HealthState:
