@@ -78,9 +78,10 @@ def send_due(settings, now: datetime, limit: int = 50) -> int:
         .order_by(AlertNotification.next_attempt_at).limit(limit).with_for_update(skip_locked=True)
     ).scalars().all()
     routes = hold_routes({(row.channel, row.route) for row in rows}, now)
+    problems = {name: channel.problem(settings) for name, channel in CHANNELS.items()}  # settings only: once
     for row in rows:
         channel = CHANNELS.get(row.channel)
-        problem = channel.problem(settings) if channel else f"no channel {row.channel!r} in this version"
+        problem = problems[row.channel] if channel else f"no channel {row.channel!r} in this version"
         if problem:
             _hold(row, problem, now)
             continue
