@@ -78,7 +78,7 @@ def service(make_app, postgres_url, base_env, tmp_path, postal):
            # The worker inherits gunicorn's directory on purpose: the case where both could count its series.
            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
            "WORKER_METRICS_PORT": str(metrics_port), "LEADER_POLL_SECONDS": "0.5",
-           "DELIVERY_INTERVAL_SECONDS": "0.2", "DELIVERY_BACKOFF_SECONDS": "0", "ALERT_EVALUATION_SECONDS": "1"}
+           "DELIVERY_INTERVAL_SECONDS": "0.2", "DELIVERY_BACKOFF_SECONDS": "1", "ALERT_EVALUATION_SECONDS": "1"}
     web = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(PROJECT_ROOT / "gunicorn.conf.py")],
                            cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     worker = None
@@ -107,7 +107,9 @@ def test_both_targets_together_hold_every_metric_the_rules_and_dashboards_name(s
     app, web_url, metrics_url, env = service
     key = new_key(app, "send")
 
-    postal.mode = "error500"  # the first attempt fails: a retry
+    # The first attempt fails: a retry. The backoff (DELIVERY_BACKOFF_SECONDS=1) leaves the test time to
+    # heal Postal before the next attempt; with no backoff the message used up its attempts in milliseconds.
+    postal.mode = "error500"
     assert send(web_url, key, "first").status_code == 200
     wait_for(lambda: any(r["path"] == "/api/v1/send/message" for r in postal.requests), timeout=30)
     postal.mode = "ok"
