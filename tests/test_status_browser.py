@@ -12,6 +12,10 @@ import threading
 from datetime import timedelta
 
 import pytest
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.keys import Keys
 
 from controlplane.timeutil import utcnow
 from tests.conftest import POSTAL_DOWN, free_port, new_key, serve_traffic, wait_for
@@ -33,12 +37,18 @@ def _browser_or_skip() -> None:
     pytest.skip(problem)
 
 
+def heading(driver) -> str | None:
+    """The page's h1, or None while the browser is between the old page and the new one."""
+    try:
+        return driver.find_element("tag name", "h1").text
+    except StaleElementReferenceException:
+        return None
+
+
 @pytest.fixture
 def browser():
     """browser(device, javascript=True) -> a WebDriver; all are quit at the end."""
     _browser_or_skip()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
 
     drivers = []
 
@@ -219,8 +229,6 @@ def test_the_page_works_without_javascript(browser, served, artifacts_dir):
     assert names == ["MailGoat API", "Mail delivery", "Background jobs"]
     assert "Database upgrade" in driver.find_element("id", "main").text
     # The form posts without script: subscribe, and the answer is a page.
-    from selenium.webdriver.common.keys import Keys
-
     driver.find_element("id", "email").send_keys("reader@example.com", Keys.ENTER)  # a native submit
-    wait_for(lambda: driver.find_element("tag name", "h1").text == "Check your inbox")
+    wait_for(lambda: heading(driver) == "Check your inbox")
     screenshot(driver, artifacts_dir / "status-subscribed-nojs.png")
