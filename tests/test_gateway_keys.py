@@ -2,6 +2,7 @@
 import hashlib
 import hmac
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
@@ -26,7 +27,7 @@ def test_admin_creates_a_key_shown_once_and_stored_only_as_hmac(app, client, adm
     assert set(created) >= {"id", "key", "name"} and created["name"] == "agent"
     assert created["key"].startswith(created["prefix"])
     with app.app_context():
-        row = db.session.get(ApiKey, created["id"])
+        row = db.session.get(ApiKey, int(created["id"]))
         salt = app.extensions["controlplane.settings"].api_key_salt
         assert row.key_hash == hmac.new(salt.encode(), created["key"].encode(), hashlib.sha256).hexdigest()
         assert created["key"] not in str({c.name: getattr(row, c.name) for c in ApiKey.__table__.columns})
@@ -142,3 +143,53 @@ def test_cli_create_list_rotate_revoke(app, base_env):
              if not line.startswith("{")]  # log lines share the captured output
     states = [line.split()[-1] for line in table[1:]]
     assert states == ["revoked", "revoked"]
+
+
+# ---------------------------------------------------------------- the Node CLI, run unchanged (CONTRACTS.md §2)
+
+
+def test_credential_ids_are_json_strings_in_every_answer(client, admin_key):
+    created = client.post("/api/v1/credentials", json={"name": "cli", "scopes": ["send"]},
+                          headers=auth(admin_key)).get_json()["data"]
+    assert isinstance(created["id"], str) and created["id"].isdigit()
+    listed = client.get("/api/v1/credentials", headers=auth(admin_key)).get_json()["data"]
+    assert all(isinstance(k["id"], str) for k in listed)
+    revoked = client.delete(f"/api/v1/credentials/{created['id']}", headers=auth(admin_key)).get_json()["data"]
+    assert revoked["id"] == created["id"]
+
+
+def test_the_node_cli_revokes_a_key_by_the_string_id_it_was_given(client, admin_key):
+    # `mailgoat keys revoke N`: create, list, find the key by `id === N`, DELETE it, list again.
+    created = client.post("/api/v1/credentials", json={"name": "doomed", "scopes": ["send"]},
+                          headers=auth(admin_key)).get_json()["data"]
+    wanted = created["id"]
+    listed = client.get("/api/v1/credentials", headers=auth(admin_key)).get_json()["data"]
+    assert [k for k in listed if k["id"] == wanted]
+    response = client.delete(f"/api/v1/credentials/{wanted}", headers=auth(admin_key))
+    assert response.status_code == 200 and response.get_json()["data"]["id"] == wanted
+    assert response.get_json()["data"]["revoked"] is True and response.get_json()["data"]["status"] == "revoked"
+    after = client.get("/api/v1/credentials", headers=auth(admin_key)).get_json()["data"]
+    assert not [k for k in after if k["id"] == wanted]
+
+
+def test_the_default_credential_list_holds_active_keys_only(client, admin_key, make_key):
+    key_id, _ = make_key("send", name="gone")
+    client.delete(f"/api/v1/credentials/{key_id}", headers=auth(admin_key))
+    listed = client.get("/api/v1/credentials", headers=auth(admin_key)).get_json()["data"]
+    assert [k["name"] for k in listed] == ["admin key"]
+    assert all(k["status"] == "active" and k["revoked"] is False for k in listed)
+
+
+def test_revoked_keys_are_listed_on_request_and_marked(client, admin_key, make_key):
+    key_id, _ = make_key("send", name="gone")
+    client.delete(f"/api/v1/credentials/{key_id}", headers=auth(admin_key))
+    listed = client.get("/api/v1/credentials?include_revoked=true", headers=auth(admin_key)).get_json()["data"]
+    by_name = {k["name"]: k for k in listed}
+    assert by_name["gone"]["status"] == "revoked" and by_name["gone"]["revoked"] is True
+    assert by_name["gone"]["revoked_at"] and by_name["admin key"]["status"] == "active"
+
+
+@pytest.mark.parametrize("key_id", ["abc", "%C2%B3", "-1", "0", "99999999999999999999999"])
+def test_revoking_a_credential_id_that_cannot_exist_is_404(client, admin_key, key_id):
+    response = client.delete(f"/api/v1/credentials/{key_id}", headers=auth(admin_key))
+    assert response.status_code == 404 and response.get_json()["data"]["code"] == "CredentialNotFound"

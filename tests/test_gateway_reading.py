@@ -105,3 +105,46 @@ def test_list_filters_and_cursor_pagination(client, sending_key, make_key):
 def test_bad_list_queries_are_4xx(client, sending_key, query, code):
     response = client.get(f"/api/v1/messages?{query}", headers=auth(sending_key))
     assert 400 <= response.status_code < 500 and response.get_json()["data"]["code"] == code
+
+
+# ---------------------------------------------------------------- reachability probes (CONTRACTS.md §2)
+
+PROBE_ID = "config-validate-test-id"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/messages/message", "/api/v1/messages/deliveries"])
+def test_the_node_clis_reachability_probe_gets_postals_own_answer(client, sending_key, path):
+    # `mailgoat config validate` and `metrics serve` /health: a made-up id, read as "up, key accepted".
+    response = client.post(path, json={"id": PROBE_ID}, headers=auth(sending_key))
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "error"
+    assert body["data"] == {"id": PROBE_ID, "message": "No message found matching provided ID",
+                            "code": "MessageNotFound"}
+
+
+def test_the_probe_with_a_wrong_key_is_still_refused(client):
+    response = client.post("/api/v1/messages/message", json={"id": PROBE_ID},
+                           headers=auth("mg_" + "x" * 32))
+    assert response.status_code == 401 and response.get_json()["data"]["code"] == "InvalidServerAPIKey"
+
+
+@pytest.mark.parametrize("identifier", [424242, "424242", "0123456789abcdef",
+                                        "0b8f2a4e-5d8c-4a6e-9a53-3f5f0f0e6a11@mailgoat.dev"])
+def test_an_unknown_id_shaped_like_a_real_one_is_still_404(client, sending_key, identifier):
+    response = client.post("/api/v1/messages/message", json={"id": identifier}, headers=auth(sending_key))
+    assert response.status_code == 404 and response.get_json()["data"]["code"] == "MessageNotFound"
+
+
+@pytest.mark.parametrize("identifier", [PROBE_ID, "424242", "0b8f2a4e-5d8c-4a6e-9a53-3f5f0f0e6a11"])
+def test_mailgoat_read_of_an_unknown_id_ends_in_a_clear_404(client, sending_key, identifier):
+    response = client.get(f"/api/v1/messages/{identifier}", headers=auth(sending_key))
+    assert response.status_code == 404
+    assert response.get_json()["error"] == "MessageNotFound"
+    assert response.get_json()["message"] == "No message found matching provided ID"
+
+
+@pytest.mark.parametrize("identifier", [{"a": 1}, [1], True, 1.5])
+def test_an_id_of_the_wrong_json_type_is_a_parameter_error(client, sending_key, identifier):
+    response = client.post("/api/v1/messages/message", json={"id": identifier}, headers=auth(sending_key))
+    assert response.status_code == 422 and response.get_json()["status"] == "parameter-error"

@@ -5,7 +5,7 @@ import pytest
 
 from controlplane.delivery import dispatch_due
 from controlplane.extensions import db
-from controlplane.gateway.models import Message, PostalEvent
+from controlplane.gateway.models import InboundMessage, Message, PostalEvent
 from controlplane.postal import postal_client
 from tests.doubles.postal import PostalSigner
 from tests.conftest import create_api_key, new_key
@@ -202,3 +202,15 @@ def test_inbound_form_encoding(make_app, signer):
         from controlplane.gateway.models import InboundMessage
 
         assert db.session.query(InboundMessage).one().subject == "form"
+
+
+def test_inbound_with_an_id_of_unicode_digits_is_stored_without_a_postal_id(make_app, signer):
+    # "³".isdigit() is True but int("³") raises: the id is not Postal's, so it is simply not kept.
+    app = make_app(POSTAL_WEBHOOK_PUBLIC_KEY=signer.public_pem)
+    body = json.dumps({"id": "³", "rcpt_to": "a@mailgoat.dev", "mail_from": "b@example.com", "subject": "odd id",
+                       "plain_body": "x"}).encode()
+    response = app.test_client().post("/webhooks/postal/inbound", data=body, headers=signer.headers(body))
+    assert response.status_code == 200
+    with app.app_context():
+        stored = db.session.query(InboundMessage).one()
+        assert (stored.subject, stored.postal_id) == ("odd id", None)

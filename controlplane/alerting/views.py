@@ -8,7 +8,7 @@ from ..extensions import db
 from ..timeutil import isoformat
 from ..gateway.auth import requires
 from ..gateway.envelope import GatewayError, failure, start_timer, success
-from ..gateway.params import request_params
+from ..gateway.params import parse_int, request_params
 from .deployments import DeploymentError, describe, record_deployment
 from .models import Deployment
 
@@ -22,7 +22,7 @@ bp.register_error_handler(GatewayError, failure)
 def create_or_finish():
     params = request_params()
     identifier = params.get("id")
-    if identifier is not None and (isinstance(identifier, bool) or not isinstance(identifier, int)):
+    if identifier is not None and (not isinstance(identifier, int) or parse_int(identifier) is None):
         raise GatewayError("InvalidDeployment", "id must be the number a started deployment was given", 422)
     try:
         row = record_deployment(current_app.extensions["controlplane.settings"], params.get("kind", "deploy"),

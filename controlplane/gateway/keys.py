@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, func, select
 from ..extensions import db
 from ..timeutil import utcnow
 from .models import SCOPES, ApiKey, AuditEntry
+from .params import INTEGER_MAX
 
 KEY_PREFIX = "mg_"
 KEY_ALPHABET = string.ascii_letters + string.digits
@@ -104,8 +105,8 @@ def create_key(settings, *, name: str, scopes, allowed_from_domains=None, defaul
 def _positive(field: str, value) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise KeyError_("InvalidLimits", f"{field} must be a whole number of at least 1")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= INTEGER_MAX:
+        raise KeyError_("InvalidLimits", f"{field} must be a whole number from 1 to {INTEGER_MAX}")
     return value
 
 
@@ -183,11 +184,13 @@ def audit(actor: str, action: str, target: str | None, source_ip: str | None, de
 def describe_key(row: ApiKey) -> dict:
     from ..timeutil import isoformat
 
+    # Ids are JSON strings: the Node CLI keeps them as strings and compares them with ===.
     return {
-        "id": row.id, "name": row.name, "prefix": row.prefix, "scopes": sorted(row.scope_set, key=SCOPES.index),
+        "id": str(row.id), "name": row.name, "prefix": row.prefix, "scopes": sorted(row.scope_set, key=SCOPES.index),
         "allowed_from_domains": row.from_domains, "default_sender": row.default_sender,
         "allowed_ips": row.ip_networks, "created_at": isoformat(row.created_at),
         "last_used_at": isoformat(row.last_used_at), "revoked_at": isoformat(row.revoked_at),
+        "revoked": row.revoked_at is not None, "status": "active" if row.revoked_at is None else "revoked",
         "rate_limits": {"burst": row.rate_limit_burst, "hour": row.rate_limit_hour, "today": row.rate_limit_day},
         "monthly_quota": row.monthly_quota,
     }

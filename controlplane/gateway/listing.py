@@ -8,6 +8,7 @@ from sqlalchemy import select
 from ..extensions import db
 from .envelope import GatewayError
 from .models import ApiKey, Message, MessageRecipient
+from .params import BIGINT_MAX, parse_int
 from .reading import flat
 from .sending import parse_send_at
 
@@ -18,9 +19,12 @@ STATES = ("queued", "scheduled", "sending", "retrying", "sent", "delivered", "de
 
 def _cursor_to_id(cursor: str) -> int:
     try:
-        return int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
-    except (ValueError, UnicodeDecodeError):
-        raise GatewayError("InvalidCursor", "cursor is not one this API returned", 400) from None
+        pk = parse_int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
+    except (ValueError, UnicodeError):
+        pk = None
+    if pk is None or not 0 < pk <= BIGINT_MAX:
+        raise GatewayError("InvalidCursor", "cursor is not one this API returned", 400)
+    return pk
 
 
 def _id_to_cursor(pk: int) -> str:
@@ -28,10 +32,10 @@ def _id_to_cursor(pk: int) -> str:
 
 
 def list_page(key: ApiKey, args) -> dict:
-    try:
-        limit = min(max(int(args.get("limit", DEFAULT_LIMIT)), 1), MAX_LIMIT)
-    except ValueError:
-        raise GatewayError("InvalidLimit", f"limit must be a number from 1 to {MAX_LIMIT}", 400) from None
+    limit = parse_int(args.get("limit", DEFAULT_LIMIT))
+    if limit is None:
+        raise GatewayError("InvalidLimit", f"limit must be a number from 1 to {MAX_LIMIT}", 400)
+    limit = min(max(limit, 1), MAX_LIMIT)
     query = select(Message)
     if not key.scope_set & {"read", "admin"}:
         query = query.where(Message.api_key_id == key.id)

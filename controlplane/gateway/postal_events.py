@@ -13,6 +13,7 @@ from ..postal.signatures import SignatureError, load_jwks, load_pem, parse_json_
 from ..timeutil import utcnow
 from ..events.emit import message_event, record_event
 from .models import InboundMessage, Message, MessageRecipient, PostalEvent
+from .params import parse_int
 
 log = logging.getLogger(__name__)
 bp = Blueprint("postal_webhooks", __name__)
@@ -146,7 +147,7 @@ def postal_inbound():
     if not document.get("rcpt_to") and not document.get("to"):
         return _error(422, "InvalidInbound", "expected Postal's Hash or RawMessage format (no rcpt_to)")
     raw_format = "message" in document and "plain_body" not in document
-    postal_id = int(document["id"]) if str(document.get("id", "")).isdigit() else None
+    postal_id = parse_int(document.get("id"))
     if postal_id is not None and db.session.execute(
             select(InboundMessage).where(InboundMessage.postal_id == postal_id)).scalar_one_or_none():
         return jsonify(status="duplicate")

@@ -10,12 +10,36 @@ from ..extensions import db
 from ..timeutil import isoformat
 from .envelope import GatewayError
 from .models import ApiKey, Message, MessageRecipient
+from .params import parse_int
+from .sending import attachment_size
 
 _TOKEN = re.compile(r"^[A-Za-z0-9]{16}$")
+# Our public id (a UUID) and the message id send returns (that UUID @ the sender's domain).
+_MESSAGE_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(@[^\s@]+)?$", re.I)
 
 
-def not_found(identifier) -> GatewayError:
-    return GatewayError("MessageNotFound", "No message found matching provided ID", extra={"id": identifier})
+def not_found(identifier, status: int | None = None) -> GatewayError:
+    return GatewayError("MessageNotFound", "No message found matching provided ID", status, extra={"id": identifier})
+
+
+def could_name_a_message(identifier) -> bool:
+    """Whether `identifier` has the shape of an id that send, Postal or a token hands out."""
+    text = str(identifier).strip()
+    number = parse_int(text)
+    return (number is not None and number >= 0) or bool(_TOKEN.match(text) or _MESSAGE_ID.match(text))
+
+
+def find_message_for_postal(identifier, key: ApiKey) -> tuple[Message, MessageRecipient]:
+    """`find_message` for Postal's own routes (messages/message, messages/deliveries).
+
+    An id no client could have been given (such as `config-validate-test-id`, the Node CLI's
+    reachability probe) is answered as real Postal answers it: HTTP 200 with `status: "error"`
+    and MessageNotFound, which the probes read as "server up, key accepted". A well-formed id
+    that is not found stays a 404, so reading an unknown message still fails clearly.
+    """
+    if not could_name_a_message(identifier):
+        raise not_found(identifier, status=200)
+    return find_message(identifier, key)
 
 
 def find_message(identifier, key: ApiKey) -> tuple[Message, MessageRecipient]:
@@ -25,8 +49,8 @@ def find_message(identifier, key: ApiKey) -> tuple[Message, MessageRecipient]:
     """
     text = str(identifier).strip()
     recipient = None
-    if text.isdigit():
-        number = int(text)
+    number = parse_int(text)
+    if number is not None and number >= 0:
         recipient = (db.session.get(MessageRecipient, number)
                      or db.session.execute(select(MessageRecipient).where(MessageRecipient.postal_id == number)
                                            .limit(1)).scalar_one_or_none())
@@ -133,7 +157,7 @@ def postal_view(message: Message, recipient: MessageRecipient, expansions: list[
             view[field] = params.get(field)
     if "attachments" in expansions:
         view["attachments"] = [{"filename": a["name"], "content_type": a["content_type"], "data": a["data"],
-                                "size": len(a["data"]) * 3 // 4, "hash": None} for a in params.get("attachments", [])]
+                                "size": attachment_size(a["data"]), "hash": None} for a in params.get("attachments", [])]
     if "headers" in expansions:
         view["headers"] = {k.lower(): [v] for k, v in (params.get("headers") or {}).items()}
     return view

@@ -9,6 +9,7 @@ from ..extensions import db
 from ..timeutil import utcnow
 from .envelope import GatewayError
 from .models import Message, UsageDay
+from .params import require_int
 
 # Which current states count as reaching each outcome.
 OUTCOMES = {
@@ -66,9 +67,7 @@ def usage_report(principal, args) -> dict:
     if principal.id is not None and not principal.scope_set & {"admin", "read"}:
         query = query.where(UsageDay.api_key_id == principal.id)
     elif args.get("key_id"):
-        if not args["key_id"].isdigit():
-            raise GatewayError("InvalidKeyId", "key_id must be a number", 400)
-        query = query.where(UsageDay.api_key_id == int(args["key_id"]))
+        query = query.where(UsageDay.api_key_id == require_int(args["key_id"], "key_id", "InvalidKeyId", minimum=1))
     rows = db.session.execute(query.order_by(UsageDay.day, UsageDay.api_key_id)).scalars().all()
     fields = ("accepted", "sent", "delivered", "bounced", "failed")
     days = [{"day": r.day.isoformat(), "key_id": r.api_key_id, **{f: getattr(r, f) for f in fields}} for r in rows]

@@ -19,6 +19,7 @@ from ..extensions import db
 from ..timeutil import utcnow
 from .keys import KeyError_, audit
 from .models import ROLES, User
+from .params import parse_int
 
 ALGORITHM = "HS256"
 ISSUER = "mailgoat-controlplane"
@@ -93,7 +94,8 @@ def user_from_token(settings, token: str) -> User | None:
                             options={"require": ["exp", "iat", "sub", "iss"]})
     except jwt.PyJWTError:
         return None
-    user = db.session.get(User, int(claims["sub"])) if str(claims["sub"]).isdigit() else None
+    user_id = parse_int(claims["sub"])
+    user = db.session.get(User, user_id) if user_id is not None else None
     return user if user is not None and user.disabled_at is None else None
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from ..extensions import db, limiter
 from ..gateway.envelope import GatewayError
+from ..gateway.params import request_params, require_int
 from ..health.runner import HISTORY_DAYS
 from ..timeutil import as_utc, utcnow
 from .cache import cached
@@ -232,10 +233,8 @@ def _history_page(page: int):
 @bp.get("/history")
 @cached
 def history_page():
-    raw = request.args.get("page", "1")
-    if not raw.isdigit():
-        raise GatewayError("InvalidPage", "page must be a whole number", 422)
-    return _render("status/history.html", **_history_page(int(raw)))
+    page = require_int(request.args.get("page", "1"), "page", "InvalidPage", minimum=0, status=422)
+    return _render("status/history.html", **_history_page(page))
 
 
 @bp.get("/incidents/<int:incident_id>")
@@ -275,7 +274,8 @@ def subscribe():
     from .incidents import IncidentError
     from .subscribers import subscribe_email
 
-    address = (request.get_json(silent=True) or {}).get("email") if request.is_json else request.form.get("email")
+    # The one parameter layer: deep JSON, NUL bytes and lone surrogates are refused before any query.
+    address = request_params().get("email")
     try:
         subscribe_email(_settings(), address)
     except IncidentError as exc:
