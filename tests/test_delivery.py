@@ -108,6 +108,38 @@ def test_a_postal_error_code_fails_at_once(wired, postal):
     assert row.state == "failed" and row.error_code == "UnauthenticatedFromAddress" and row.attempts == 1
 
 
+def poison(app, message_id, params_json: str) -> None:
+    """Put unsendable parameters straight into the outbox row, as an older build could have stored."""
+    with app.app_context():
+        row = db.session.query(Message).filter_by(message_id=message_id).one()
+        row.params = params_json
+        db.session.commit()
+
+
+def test_a_message_that_cannot_be_encoded_fails_on_the_first_attempt_with_the_reason(wired, postal):
+    app, client, headers, dispatch = wired
+    sent = send(client, headers)
+    poison(app, sent["message_id"], json.dumps({"to": ["alice@example.com"], "cc": [], "bcc": [],
+                                                "from": "agent@mailgoat.dev", "plain_body": "bad \ud800 text"}))
+    dispatch()
+    row = state_of(app, sent["message_id"])
+    assert row.state == "failed" and row.attempts == 1 and row.error_code == "Unsendable"
+    assert "UnicodeEncodeError" in row.last_error
+    assert postal.sent == []
+    assert dispatch() == 0  # not retried
+
+
+def test_a_postal_parameter_error_fails_at_once_with_its_message(wired, postal):
+    app, client, headers, dispatch = wired
+    raw = {"mail_from": "agent@mailgoat.dev", "rcpt_to": ["alice@example.com"], "data": "U3ViamVjdDogaGkNCg0K"}
+    sent = client.post("/api/v1/send/raw", json=raw, headers=headers).get_json()
+    poison(app, sent["message_id"], json.dumps({"mail_from": "agent@mailgoat.dev", "rcpt_to": ["alice@example.com"]}))
+    dispatch()
+    row = state_of(app, sent["message_id"])
+    assert row.state == "failed" and row.attempts == 1 and row.error_code == "parameter-error"
+    assert row.last_error == "`data` parameter is required but is missing"
+
+
 def test_scheduled_messages_wait_for_their_time(wired, postal):
     app, client, headers, dispatch = wired
     sent = send(client, headers, send_at=(utcnow() + timedelta(hours=1)).isoformat())

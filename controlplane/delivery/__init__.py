@@ -72,20 +72,31 @@ def dispatch_due(settings, client, worker: str, pool=None) -> int:
         select(Message.id, Message.kind, Message.params).where(Message.id.in_(claimed))
     ).all()
     db.session.commit()  # hold no transaction (nor connection) while waiting on Postal
-    calls = [(row.id, PATHS[row.kind], json.loads(row.params)) for row in batch]
+    calls = [(row.id, PATHS[row.kind], row.params) for row in batch]
     mapper = pool.map if pool is not None and len(calls) > 1 else map
     outcomes = dict(mapper(lambda call: (call[0], _call_postal(client, call[1], call[2])), calls))
     _record_outcomes(settings, worker, outcomes)
     return len(claimed)
 
 
-def _call_postal(client, path: str, params: dict):
-    """Postal's data, or the PostalRejected / PostalUnavailable it raised."""
+class Unsendable(Exception):
+    """The message cannot become a Postal request at all: every attempt would fail the same way."""
+
+    code = "Unsendable"
+
+
+def _call_postal(client, path: str, stored_params: str):
+    """Postal's data, or the PostalRejected / PostalUnavailable / Unsendable that stopped it."""
     started = perf_counter()
     try:
-        return client.call(path, params)
+        return client.call(path, json.loads(stored_params))
     except (PostalRejected, PostalUnavailable) as exc:
         return exc
+    except (UnicodeError, ValueError, TypeError) as exc:
+        # Stored text that cannot be encoded, or parameters that cannot build a request: not
+        # an outage, so retrying only repeats it. (httpx's own network errors are not these.)
+        log.warning("message cannot be sent", extra={"reason": type(exc).__name__})
+        return Unsendable(f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # a bug must not lose the batch: retry it like an outage
         log.exception("unexpected error calling Postal")
         return PostalUnavailable(f"{type(exc).__name__}: {exc}")
@@ -106,15 +117,21 @@ def _record_outcomes(settings, worker: str, outcomes: dict) -> None:
             continue  # cancelled meanwhile, or our claim expired and another worker took it
         outcome = outcomes[message.id]
         if isinstance(outcome, PostalRejected):
-            _finish(message, "failed", outcome.code, outcome.message)
-            message_event("message.failed", message, error={"code": outcome.code, "message": outcome.message})
-            EMAILS_SENT.labels(status="failed").inc()
+            _fail_at_once(message, outcome.code, outcome.message)
+        elif isinstance(outcome, Unsendable):
+            _fail_at_once(message, outcome.code, f"the message cannot be sent: {outcome}")
         elif isinstance(outcome, PostalUnavailable):
             _retry_or_fail(settings, message, str(outcome))
         else:
             _record_sent(message, outcome, recipients.get(message.id, []))
             EMAILS_SENT.labels(status="sent").inc()
     db.session.commit()
+
+
+def _fail_at_once(message: Message, code: str, reason: str) -> None:
+    _finish(message, "failed", code, reason)
+    message_event("message.failed", message, error={"code": code, "message": reason})
+    EMAILS_SENT.labels(status="failed").inc()
 
 
 def _record_sent(message: Message, data: dict, recipients: list[MessageRecipient]) -> None:

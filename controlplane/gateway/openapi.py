@@ -1,11 +1,13 @@
 """The OpenAPI 3.1 description of the MailGoat API, served at /api/v1/openapi.json.
 
 A test checks that every /api/v1 route the app registers is described here, so this file cannot
-silently fall behind the code.
+silently fall behind the code. The routes declared in schemas.py (the send routes) take their
+request and response schemas from the same pydantic models that validate them.
 """
 from __future__ import annotations
 
 from ..version import VERSION
+from .schemas import component_schemas, request_schema, response_schema
 
 POSTAL_METHODS = ("get", "post", "patch", "put")
 
@@ -31,13 +33,15 @@ ERRORS = {
 
 
 def _operation(summary: str, responses: dict, body: dict | None = None, parameters: list | None = None,
-               security: bool = True, tag: str = "messages") -> dict:
+               security: bool = True, tag: str = "messages", form_body: dict | None = None) -> dict:
+    """`form_body`: the schema of the form encodings, when a route declares one (any object otherwise)."""
     operation = {"summary": summary, "tags": [tag], "responses": {**responses, **ERRORS}}
     if body is not None:
+        form = form_body or {"type": "object"}
         operation["requestBody"] = {"content": {
             "application/json": {"schema": body},
-            "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
-            "multipart/form-data": {"schema": {"type": "object"}},
+            "application/x-www-form-urlencoded": {"schema": form},
+            "multipart/form-data": {"schema": form},
         }}
     if parameters:
         operation["parameters"] = parameters
@@ -55,22 +59,29 @@ def _path_param(name: str, schema: dict | None = None) -> dict:
     return {"name": name, "in": "path", "required": True, "schema": schema or {"type": "string"}}
 
 
-def document() -> dict:
-    send = _operation("Send a message (Postal's send/message)", {
-        **_json_response("Accepted and queued", _ref("SendResult")),
+def _send_operation(summary: str, path: str) -> dict:
+    accepted = {"description": "Accepted and queued", "content": {"application/json": {"schema": {"allOf": [
+        _ref("Envelope"), {"type": "object", "required": ["message_id"], "properties": {
+            "data": response_schema(path), "message_id": {"type": "string"}}}]}}}}
+    return _operation(summary, {
+        "200": accepted,
+        "409": {"$ref": "#/components/responses/IdempotencyKeyMismatch"},
         "413": {"$ref": "#/components/responses/TooLarge"},
         "429": {"$ref": "#/components/responses/RateLimited"},
-    }, body=_ref("SendMessage"))
-    raw = _operation("Send a raw RFC 2822 message (Postal's send/raw)", {
-        **_json_response("Accepted and queued", _ref("SendResult")),
-        "429": {"$ref": "#/components/responses/RateLimited"},
-    }, body=_ref("SendRaw"))
+        "503": {"$ref": "#/components/responses/Unavailable"},
+    }, body=request_schema(path), form_body=request_schema(path))
+
+
+def document() -> dict:
+    send = _send_operation("Send a message (Postal's send/message)", "/api/v1/send/message")
+    alias = _send_operation("Send a message (alias used by the 1.0.0b1 Python SDK)", "/api/v1/messages/send")
+    raw = _send_operation("Send a raw RFC 2822 message (Postal's send/raw)", "/api/v1/send/raw")
     by_id = {"type": "object", "required": ["id"], "properties": {
         "id": {"oneOf": [{"type": "integer"}, {"type": "string"}]},
         "_expansions": {"oneOf": [{"type": "boolean"}, {"type": "array", "items": {"type": "string"}}]}}}
     paths = {
         "/api/v1/send/message": {m: send for m in POSTAL_METHODS},
-        "/api/v1/messages/send": {"post": {**send, "summary": "Send a message (alias used by the 1.0.0b1 Python SDK)"}},
+        "/api/v1/messages/send": {"post": alias},
         "/api/v1/send/raw": {m: raw for m in POSTAL_METHODS},
         "/api/v1/messages": {"get": _operation("List messages, newest first", _json_response("A page", {
             "type": "object", "properties": {"messages": {"type": "array", "items": _ref("Message")},
@@ -88,7 +99,9 @@ def document() -> dict:
             {**_json_response("The message", {"type": "object"}), "404": {"$ref": "#/components/responses/NotFound"},
              "503": {"$ref": "#/components/responses/Upstream"}}, body=by_id) for m in POSTAL_METHODS},
         "/api/v1/messages/deliveries": {m: _operation(
-            "Postal's delivery attempts for a message", {**_json_response("Deliveries", {"type": "array"}),
+            "Postal's delivery attempts for a message", {**_json_response("Deliveries", {
+                "type": ["array", "object"], "description": "The attempts; Postal's {code, message} for an id "
+                                                            "no message can have (a reachability probe)"}),
                                                          "404": {"$ref": "#/components/responses/NotFound"}},
             body=by_id) for m in POSTAL_METHODS},
         "/api/v1/messages/delete": {"post": _operation(
@@ -100,13 +113,15 @@ def document() -> dict:
         "/api/v1/credentials": {
             "post": _operation("Create an API key (shown once)", _json_response("Created", _ref("CredentialWithKey"), "201"),
                                body=_ref("NewCredential"), tag="credentials"),
-            "get": _operation("List API keys", _json_response("Keys", {"type": "array", "items": _ref("Credential")}),
-                              tag="credentials"),
+            "get": _operation("List API keys (active ones unless include_revoked=true)",
+                              _json_response("Keys", {"type": "array", "items": _ref("Credential")}),
+                              parameters=[_query("include_revoked", "true to list revoked keys too",
+                                                 {"type": "boolean"})], tag="credentials"),
         },
         "/api/v1/credentials/{key_id}": {"delete": _operation(
             "Revoke an API key", {**_json_response("Revoked", _ref("Credential")),
                                   "404": {"$ref": "#/components/responses/NotFound"}},
-            parameters=[_path_param("key_id", {"type": "integer"})], tag="credentials")},
+            parameters=[_path_param("key_id")], tag="credentials")},
         "/api/v1/webhooks": {
             "post": _operation("Subscribe a URL to events (the signing secret is shown once)",
                                _json_response("Created", _ref("Webhook"), "201"), body={
@@ -123,7 +138,7 @@ def document() -> dict:
             parameters=[_path_param("hook_id", {"type": "integer"})], tag="webhooks")},
         "/api/v1/webhooks/test": {"post": _operation(
             "Send a signed webhook.test event now", _json_response("Result", {"type": "object"}),
-            body={"type": "object", "properties": {"id": {"type": "integer"}, "url": {"type": "string"},
+            body={"type": "object", "properties": {"id": {"type": ["string", "integer"]}, "url": {"type": "string"},
                                                    "secret": {"type": "string"}}}, tag="webhooks")},
         "/api/v1/deployments": {
             "post": _operation("Record a deploy or migration: start it, or finish one by id (admin)",
@@ -206,7 +221,11 @@ def document() -> dict:
             parameters=[_path_param("subscriber_id", {"type": "integer"})], tag="status")},
         "/api/v1/events": {"get": {
             **_operation("Server-Sent Events of this key's events (resume with Last-Event-ID)",
-                         {"200": {"description": "text/event-stream", "content": {"text/event-stream": {}}}},
+                         {"200": {"description": "text/event-stream", "content": {"text/event-stream": {}}},
+                          # EventStreamsFull or TooManyEventStreams (EVENTS_STREAMS_MAX, EVENTS_STREAMS_PER_KEY)
+                          "503": {"$ref": "#/components/responses/Unavailable"}},
+                         parameters=[_query("last_event_id", "Resume after this event id (or the Last-Event-ID "
+                                            "header); ASCII digits", {"type": "integer", "minimum": 0})],
                          tag="events")}},
         "/api/v1/usage": {"get": _operation("Messages per key per UTC day by outcome", _json_response("Usage", {
             "type": "object"}), parameters=[_query("from", "YYYY-MM-DD"), _query("to", "YYYY-MM-DD"),
@@ -247,14 +266,17 @@ def document() -> dict:
                                              ("NotFound", "No such object"), ("Conflict", "Not in a state for this"),
                                              ("TooLarge", "Body or attachment too large"),
                                              ("RateLimited", "Rate limit or quota reached; see Retry-After"),
+                                             ("IdempotencyKeyMismatch",
+                                              "The idempotency key was used for a different message"),
+                                             ("Unavailable", "The database is unavailable; see Retry-After"),
                                              ("Upstream", "Postal is unavailable"))},
         },
     }
 
 
 def _schemas() -> dict:
-    addresses = {"oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]}
     return {
+        **component_schemas(),
         "Envelope": {"type": "object", "required": ["status", "time", "flags", "data"], "properties": {
             "status": {"enum": ["success", "error", "parameter-error"]}, "time": {"type": "number"},
             "flags": {"type": "object"}, "data": {}}},
@@ -262,21 +284,6 @@ def _schemas() -> dict:
             "data": {"type": "object", "required": ["code", "message"],
                      "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
             "error": {"type": "string"}, "message": {"type": "string"}}}]},
-        "SendMessage": {"type": "object", "properties": {
-            "to": addresses, "cc": addresses, "bcc": addresses, "from": {"type": "string"},
-            "sender": {"type": "string"}, "subject": {"type": "string"}, "reply_to": {"type": "string"},
-            "plain_body": {"type": "string"}, "html_body": {"type": "string"}, "tag": {"type": "string"},
-            "bounce": {"type": "boolean"}, "headers": {"type": "object"},
-            "attachments": {"type": "array", "items": {"type": "object", "properties": {
-                "name": {"type": "string"}, "content_type": {"type": "string"}, "data": {"type": "string"}}}},
-            "send_at": {"oneOf": [{"type": "string"}, {"type": "number"}]}}},
-        "SendRaw": {"type": "object", "required": ["mail_from", "rcpt_to", "data"], "properties": {
-            "mail_from": {"type": "string"}, "rcpt_to": addresses, "data": {"type": "string"},
-            "bounce": {"type": "boolean"}}},
-        "SendResult": {"type": "object", "properties": {
-            "message_id": {"type": "string"},
-            "messages": {"type": "object", "additionalProperties": {"type": "object", "properties": {
-                "id": {"type": "integer"}, "token": {"type": "string"}}}}}},
         "Message": {"type": "object", "properties": {
             "id": {"type": "string"}, "message_id": {"type": "string"}, "to": {"type": "array"},
             "from": {"type": "string"}, "subject": {"type": ["string", "null"]}, "plain_body": {},
@@ -287,13 +294,13 @@ def _schemas() -> dict:
             "default_sender": {"type": "string"}, "allowed_ips": {"type": "array", "items": {"type": "string"}},
             "rate_limits": {"type": "object"}, "monthly_quota": {"type": "integer"}}},
         "Credential": {"type": "object", "properties": {
-            "id": {"type": "integer"}, "name": {"type": "string"}, "prefix": {"type": "string"},
+            "id": {"type": "string"}, "name": {"type": "string"}, "prefix": {"type": "string"},
             "scopes": {"type": "array"}, "created_at": {"type": "string"}, "last_used_at": {},
-            "revoked_at": {}}},
+            "revoked_at": {}, "revoked": {"type": "boolean"}, "status": {"enum": ["active", "revoked"]}}},
         "CredentialWithKey": {"allOf": [{"$ref": "#/components/schemas/Credential"},
                                         {"type": "object", "properties": {"key": {"type": "string"}}}]},
         "Webhook": {"type": "object", "properties": {
-            "id": {"type": "integer"}, "url": {"type": "string"}, "name": {"type": "string"},
+            "id": {"type": "string"}, "url": {"type": "string"}, "name": {"type": "string"},
             "events": {"type": "array"}, "enabled": {"type": "boolean"}, "created_at": {"type": "string"},
             "last_used_at": {}}},
     }

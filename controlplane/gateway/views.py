@@ -15,9 +15,10 @@ from .envelope import GatewayError, failure, start_timer, success
 from .limits import check_quota, login_limit, rate_headers, rate_limited, send_limit
 from .keys import KeyError_, audit, create_key, describe_key, revoke_key
 from .models import ApiKey, User
-from .params import request_params
-from .reading import POSTAL_ONLY, find_message, flat, postal_view, requested_expansions
-from .sending import accept, idempotency_key, parse_send_at, validate_message, validate_raw
+from .params import parse_int, request_params
+from .reading import POSTAL_ONLY, find_message, find_message_for_postal, flat, postal_view, requested_expansions
+from .schemas import declared_params
+from .sending import accept, idempotency_key, normalise_message, normalise_raw
 
 POSTAL_METHODS = ["GET", "POST", "PATCH", "PUT"]
 
@@ -54,15 +55,20 @@ def create_credential():
 @bp.get("/credentials")
 @requires("admin", allow_users=True)
 def list_credentials():
-    rows = db.session.execute(select(ApiKey).order_by(ApiKey.id)).scalars()
-    return success([describe_key(row) for row in rows])
+    # Clients treat every listed key as usable: revoked ones only when asked for.
+    query = select(ApiKey).order_by(ApiKey.id)
+    if request.args.get("include_revoked", "").lower() not in ("true", "1", "yes"):
+        query = query.where(ApiKey.revoked_at.is_(None))
+    return success([describe_key(row) for row in db.session.execute(query).scalars()])
 
 
-@bp.delete("/credentials/<int:key_id>")
+@bp.delete("/credentials/<key_id>")
 @requires("admin", allow_users=True)
-def delete_credential(key_id: int):
-    row = revoke_key(key_id, actor=actor(), source_ip=request.remote_addr)
-    return success({**describe_key(row), "revoked": True})
+def delete_credential(key_id: str):
+    number = parse_int(key_id)
+    if number is None or number < 1:
+        raise GatewayError("CredentialNotFound", f"No credential with id {key_id}", 404)
+    return success(describe_key(revoke_key(number, actor=actor(), source_ip=request.remote_addr)))
 
 
 @bp.errorhandler(RateLimitExceeded)
@@ -75,12 +81,13 @@ def _send(kind: str):
     key = g.api_key
     settings = current_app.extensions["controlplane.settings"]
     check_quota(settings, key)
+    declared = declared_params(params)
     if kind == "message":
-        normalised = validate_message(params, key, settings.max_attachment_bytes)
+        normalised = normalise_message(declared, key, settings.max_attachment_bytes)
     else:
-        normalised = validate_raw(params)
-    data = accept(key, kind, normalised, parse_send_at(params.get("send_at")),
-                  idempotency_key(params, request.headers.get("Idempotency-Key")))
+        normalised = normalise_raw(declared)
+    data = accept(key, kind, normalised, declared.send_at,
+                  idempotency_key(params, request.headers.get("Idempotency-Key")), refuse_changed_repeat=True)
     # Clients read the id at data.message_id (Node CLI, Action) or top-level message_id (Python SDK).
     response = success(data, message_id=data["message_id"])
     response.headers.update(rate_headers())
@@ -123,6 +130,9 @@ def _required_id(params: dict):
     if params.get("id") in (None, ""):
         raise GatewayError("ParameterError", "`id` parameter is required but is missing", 422,
                            envelope_status="parameter-error")
+    if isinstance(params["id"], bool) or not isinstance(params["id"], (str, int)):
+        raise GatewayError("ParameterError", "`id` must be a string or an integer", 422,
+                           envelope_status="parameter-error")
     return params["id"]
 
 
@@ -145,7 +155,7 @@ def _ask_postal(path: str, params: dict):
 def postal_message():
     params = request_params()
     identifier = _required_id(params)
-    message, recipient = find_message(identifier, g.principal)
+    message, recipient = find_message_for_postal(identifier, g.principal)
     expansions = requested_expansions(params.get("_expansions"))
     view = postal_view(message, recipient, expansions)
     wanted_from_postal = [e for e in expansions if e in POSTAL_ONLY]
@@ -162,7 +172,7 @@ def postal_message():
 @requires("send", "read", allow_users=True)
 def postal_deliveries():
     params = request_params()
-    message, recipient = find_message(_required_id(params), g.principal)
+    message, recipient = find_message_for_postal(_required_id(params), g.principal)
     postal_id = recipient.postal_id
     # Delivery attempts to remote servers are known only to Postal.
     deliveries = _ask_postal("/api/v1/messages/deliveries", {"id": postal_id}) if postal_id else None
@@ -219,7 +229,7 @@ def login():
     # Hash even for an unknown email, so timing does not reveal which emails exist.
     valid = check_password(password, user.password_hash if user else _dummy_hash()) and user is not None
     if not valid or user.disabled_at is not None:
-        audit("anonymous", "user.login_failed", f"email:{email[:200]}", request.remote_addr, None)
+        audit("anonymous", "user.login_failed", f"email:{email[:150]}", request.remote_addr, None)  # target is 160
         db.session.commit()
         raise GatewayError("InvalidCredentials", "Email or password is incorrect.", 401)
     token, expires = issue_token(settings, user)
