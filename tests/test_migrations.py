@@ -10,7 +10,7 @@ from controlplane.schema import database_revision, schema_problems
 TABLES = {"check_days", "status_subscribers", "status_events", "status_notifications", "maintenances", "incidents", "incident_updates", "request_minutes", "alert_silences", "alert_notifications", "alert_routes", "alert_attempts", "alert_states", "alert_events", "deployments", "backups", "restore_drills", "check_results", "request_stats", "worker_heartbeats", "job_runs", "api_keys", "audit_log", "messages", "message_recipients", "postal_events",
           "events", "webhooks", "webhook_deliveries", "users", "usage_daily",
           "inbound_messages"}
-HEAD = "0024_alert_routes"
+HEAD = "0025_status_components"
 
 
 def test_models_match_migrations(app):

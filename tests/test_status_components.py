@@ -1,6 +1,8 @@
 """Component status rules, the page indicator, and the Statuspage-compatible JSON."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from controlplane.health.config import parse_checks
@@ -113,3 +115,39 @@ def test_real_5xx_traffic_degrades_the_api_component(make_app):
     app.extensions["controlplane.request_stats"].flush()
     api = {c["id"]: c for c in app.test_client().get("/api/v2/components.json").get_json()["components"]}["api"]
     assert api["status"] == "major_outage"  # 10 of 40 requests failed: 25%
+
+
+def test_component_times_are_stored_not_the_time_of_the_request(make_app):
+    """created_at is when the page first showed the component; updated_at moves when its status does."""
+    app = make_app(STATUS_CACHE_SECONDS="0")
+    store_results(app)
+    client = app.test_client()
+
+    def components():
+        return {c["id"]: c for c in client.get("/api/v2/components.json").get_json()["components"]}
+
+    first = components()
+    time.sleep(0.05)
+    store_results(app)  # newer check results, same statuses
+    again = components()
+    for component_id, component in first.items():
+        assert again[component_id]["created_at"] == component["created_at"], component_id
+        assert again[component_id]["updated_at"] == component["updated_at"], component_id
+        assert component["start_date"] == component["created_at"][:10]
+    time.sleep(0.05)
+    store_results(app, unhealthy=("postal",))
+    changed = components()
+    assert changed["delivery"]["status"] != "operational"
+    assert changed["delivery"]["updated_at"] > first["delivery"]["updated_at"]
+    assert changed["delivery"]["created_at"] == first["delivery"]["created_at"]
+    assert changed["api"]["updated_at"] == first["api"]["updated_at"]
+
+
+def test_component_times_are_shared_by_every_process_through_the_database(make_app):
+    app = make_app(STATUS_CACHE_SECONDS="0")
+    store_results(app)
+    created = {c["id"]: c["created_at"] for c in app.test_client().get("/api/v2/components.json").get_json()["components"]}
+    other = make_app(migrate=False, STATUS_CACHE_SECONDS="0")
+    other.extensions["controlplane.health"].cache.refresh()
+    seen = {c["id"]: c["created_at"] for c in other.test_client().get("/api/v2/components.json").get_json()["components"]}
+    assert seen == created

@@ -7,9 +7,11 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import timedelta
 from html.parser import HTMLParser
+from types import SimpleNamespace
 
 import pytest
 
+from controlplane.status.views import warn_without_public_url
 from controlplane.timeutil import utcnow
 from tests.conftest import POSTAL_DOWN, new_key, serve_traffic
 from tests.test_status_components import store, store_results
@@ -357,3 +359,52 @@ def test_the_worker_publishes_again_soon_after_an_incident(make_app, tmp_path):
         wait_for(lambda: b"Published quickly" in index.read_bytes(), timeout=20)  # not the 60 s tick
     finally:
         worker.stop()
+
+
+def _public_paths(app, incident_id: str, component_id: str) -> list[str]:
+    """Every cached public answer: each rule whose view is served from the public cache."""
+    paths = []
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions[rule.endpoint]
+        if getattr(view, "public_status_read", False) and "GET" in rule.methods:
+            paths.append(rule.rule.replace("<int:incident_id>", incident_id).replace("<component_id>", component_id))
+    return sorted(paths)
+
+
+@pytest.mark.parametrize("page_url", ["https://status.mailgoat.example", None])
+def test_a_forged_host_never_reaches_a_cached_answer(make_app, page_url):
+    """One request with `Host: evil.example` fills the cache every later visitor is served from."""
+    app = make_app(STATUS_CACHE_SECONDS="60", **({"STATUS_PAGE_URL": page_url} if page_url else {}))
+    store_results(app)
+    client, headers = app.test_client(), {"X-Server-API-Key": new_key(app, "admin")}
+    incident = client.post("/api/v1/incidents", json={"name": "Slow", "body": "b", "components": {"api": "partial_outage"}},
+                           headers=headers).get_json()["data"]
+    now = utcnow()
+    client.post("/api/v1/maintenances", json={
+        "name": "Upgrade", "body": "b", "components": ["api"], "scheduled_for": (now + timedelta(hours=1)).isoformat(),
+        "scheduled_until": (now + timedelta(hours=2)).isoformat()}, headers=headers)
+    paths = _public_paths(app, incident["id"], "api")
+    assert {"/api/v2/summary.json", "/history.atom", "/history.rss", "/status", "/badges/api.svg"} <= set(paths)
+    forged = {"Host": "evil.example", "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"}
+    for path in paths:
+        assert client.get(path, base_url="http://evil.example", headers=forged).status_code == 200, path
+    for path in paths:
+        answer = client.get(path)
+        assert answer.status_code == 200, path
+        seen = answer.get_data(as_text=True) + "".join(f"{k}: {v}\n" for k, v in answer.headers.items())
+        assert "evil.example" not in seen, path
+    expected_base = page_url or "http://127.0.0.1:8080"
+    summary = client.get("/api/v2/summary.json").get_json()
+    assert summary["page"]["url"] == expected_base
+    assert summary["incidents"][0]["shortlink"] == f"{expected_base}/incidents/{incident['id']}"
+    atom = ET.fromstring(client.get("/history.atom").data)
+    links = [link.get("href") for link in atom.iter("{http://www.w3.org/2005/Atom}link")]
+    assert links and all(href.startswith(expected_base + "/") for href in links)
+
+
+def test_production_without_status_page_url_warns_loudly(caplog):
+    with caplog.at_level("WARNING", logger="controlplane.status"):
+        warn_without_public_url(SimpleNamespace(status_page_url=None, env="production"))
+        warn_without_public_url(SimpleNamespace(status_page_url="https://status.example", env="production"))
+    (record,) = [r for r in caplog.records if "STATUS_PAGE_URL" in r.getMessage()]
+    assert "http://127.0.0.1:8080" in record.getMessage()

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from ..extensions import db
 from ..gateway.auth import requires
 from ..gateway.envelope import GatewayError, failure, start_timer, success
-from ..gateway.params import request_params
+from ..gateway.params import parse_int, request_params
 from ..outbound import http_client
 from ..timeutil import isoformat, utcnow
 from .models import EVENT_TYPES, Webhook
@@ -23,7 +23,8 @@ bp.register_error_handler(GatewayError, failure)
 
 
 def describe(hook: Webhook) -> dict:
-    return {"id": hook.id, "url": hook.url, "name": hook.name, "events": hook.events.split(","),
+    # Ids are JSON strings: the Node CLI keeps them as strings and compares them with ===.
+    return {"id": str(hook.id), "url": hook.url, "name": hook.name, "events": hook.events.split(","),
             "enabled": hook.enabled, "disabled_reason": hook.disabled_reason,
             "created_at": isoformat(hook.created_at), "last_used_at": isoformat(hook.last_used_at)}
 
@@ -78,24 +79,55 @@ def delete_webhook(hook_id: int):
     hook = _own(hook_id)
     hook.deleted_at, hook.enabled = utcnow(), False
     db.session.commit()
-    return success({"id": hook.id, "deleted": True})
+    return success({"id": str(hook.id), "deleted": True})
 
 
 @bp.post("/test")
 @requires("send", "read")
 def test_webhook():
-    """Send a signed `webhook.test` event now, to {id} (one of ours) or to {url, secret?}."""
+    """Send a signed `webhook.test` event now. `{}` (what the Node CLI sends) tests every webhook
+    the calling key registered; `{"id": ...}` one of them; `{"url", "secret"?}` any URL."""
     params = request_params()
-    if params.get("id") is not None:
-        hook = _own(int(params["id"]))
-        url, secret = hook.url, hook.secret
-    else:
-        url, secret = _checked_url(params.get("url")), params.get("secret") or ""
+    targets = _test_targets(params)
     settings = current_app.extensions["controlplane.settings"]
     now = int(utcnow().timestamp())
     body = json.dumps({"id": "test", "type": "webhook.test", "timestamp": now,
                        "data": {"message": "MailGoat webhook test"}}, separators=(",", ":")).encode()
+    results = []
     with http_client(current_app, settings.webhook_timeout_seconds) as http:
-        attempt = deliver(http, url, secret, body, now, settings.webhook_allow_private_targets)
-    return success({"success": attempt.ok, "status_code": attempt.status, "error": attempt.error,
-                    "response_time_ms": round(attempt.seconds * 1000, 1)})
+        for hook_id, url, secret in targets:
+            attempt = deliver(http, url, secret, body, now, settings.webhook_allow_private_targets)
+            results.append({"id": hook_id, "url": url, "success": attempt.ok, "status_code": attempt.status,
+                            "error": attempt.error, "response_time_ms": round(attempt.seconds * 1000, 1)})
+    summary = {"success": all(r["success"] for r in results), "tested": len(results), "results": results}
+    # One target: its outcome at the top as well, the shape this answer had before it took a list.
+    return success({**summary, **results[0]} if len(results) == 1 else summary)
+
+
+def _test_targets(params: dict) -> list[tuple[str | None, str, str]]:
+    """(webhook id, url, secret) of each webhook the test goes to."""
+    if params.get("id") is not None:
+        hook = _own(_webhook_id(params["id"]))
+        return [(str(hook.id), hook.url, hook.secret)]
+    if params.get("url") is not None:
+        secret = params.get("secret") or ""
+        if not isinstance(secret, str) or len(secret) > 128:
+            raise GatewayError("InvalidSecret", "secret must be a string of at most 128 characters", 422)
+        return [(None, _checked_url(params["url"]), secret)]
+    hooks = db.session.execute(
+        select(Webhook).where(Webhook.api_key_id == g.api_key.id, Webhook.deleted_at.is_(None)).order_by(Webhook.id)
+    ).scalars().all()
+    if not hooks:
+        raise GatewayError("WebhookNotFound", "This key has no registered webhooks: register one with "
+                           "POST /api/v1/webhooks, or pass a url to test.", 404)
+    return [(str(hook.id), hook.url, hook.secret) for hook in hooks]
+
+
+def _webhook_id(value) -> int:
+    """A webhook id as the clients send it: a string of digits ("7") or a JSON integer."""
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise GatewayError("InvalidWebhookId", "id must be a webhook id (a string such as \"7\")", 422)
+    number = parse_int(value)
+    if number is None or number < 1:
+        raise GatewayError("WebhookNotFound", f"No webhook with id {str(value)[:64]!r}", 404)
+    return number

@@ -9,10 +9,11 @@ def init_status(app) -> None:
     from .api import bp as incidents_api
     from .api import maintenances, subscribers
     from .page import register as register_page
-    from .views import bp
+    from .views import bp, warn_without_public_url
 
     app.extensions["controlplane.status_cache"] = PublicCache(
         app.extensions["controlplane.settings"].status_cache_seconds)
+    warn_without_public_url(app.extensions["controlplane.settings"])
     app.register_blueprint(bp)
     register_page(app)
     app.register_blueprint(incidents_api)

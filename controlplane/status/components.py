@@ -16,8 +16,19 @@ major_outage, `major` when any is, `minor` when any is degraded or partially out
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..extensions import db
+from ..timeutil import as_utc
+from .models import ComponentRecord
+
+log = logging.getLogger("controlplane.status")
 
 ORDER = ("operational", "degraded_performance", "partial_outage", "major_outage")
 DESCRIPTIONS = {"none": "All Systems Operational", "minor": "Partially Degraded Service",
@@ -119,3 +130,47 @@ def page_indicator(statuses: list[ComponentStatus]) -> str:
     if any(k in ("degraded_performance", "partial_outage") for k in kinds):
         return "minor"
     return "none"
+
+
+@dataclass(frozen=True)
+class Stamps:
+    created_at: datetime
+    updated_at: datetime
+
+
+def remember(current: dict[str, str], now: datetime) -> dict[str, Stamps]:
+    """When each component (id -> status now) first appeared and when its status last changed.
+
+    The first sight of a component stores it; a status that differs from the stored one moves its
+    `updated_at` to now. Both are idempotent across processes (insert-if-missing, update-if-
+    different), so web instances agree. If the store cannot be written (a read-only or locked
+    database) the page still answers, with `now` for what it could not remember."""
+    try:
+        stored = _stored(current, now)
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        log.warning("could not record status component times: %s", exc)
+        return {cid: Stamps(now, now) for cid in current}
+    return {cid: Stamps(as_utc(row.created_at), as_utc(row.updated_at)) for cid, row in stored.items()}
+
+
+def _stored(current: dict[str, str], now: datetime) -> dict[str, ComponentRecord]:
+    rows = _load(current)
+    missing = [{"id": cid, "status": status, "created_at": now, "updated_at": now}
+               for cid, status in sorted(current.items()) if cid not in rows]
+    changed = {cid: status for cid, status in current.items() if cid in rows and rows[cid].status != status}
+    if not missing and not changed:
+        return rows
+    if missing:
+        dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+        db.session.execute(dialect.insert(ComponentRecord).values(missing).on_conflict_do_nothing())
+    for cid, status in sorted(changed.items()):
+        db.session.execute(update(ComponentRecord).where(ComponentRecord.id == cid, ComponentRecord.status != status)
+                           .values(status=status, updated_at=now))
+    db.session.commit()
+    return _load(current)
+
+
+def _load(current: dict[str, str]) -> dict[str, ComponentRecord]:
+    query = select(ComponentRecord).where(ComponentRecord.id.in_(list(current)))
+    return {row.id: row for row in db.session.execute(query.execution_options(populate_existing=True)).scalars()}

@@ -156,25 +156,47 @@ def _updates(incident_id: int) -> list[IncidentUpdate]:
                                    .order_by(IncidentUpdate.id.desc())).scalars())
 
 
-def describe(incident: Incident, page_id: str, updates: list[IncidentUpdate] | None = None) -> dict:
+def describe(incident: Incident, page_id: str, updates: list[IncidentUpdate] | None = None,
+             components: dict[str, dict] | None = None, base: str | None = None) -> dict:
     """An incident as Statuspage shows it: updates newest first; a resolved incident with a
-    postmortem shows the status `postmortem` (stored, it stays resolved)."""
+    postmortem shows the status `postmortem` (stored, it stays resolved).
+
+    `components` (id -> the component's public object) fills `components` with the full objects
+    the incident affects, as the public JSON does; without it they are {id, name} only. `base`
+    (STATUS_PAGE_URL, never a request's Host) makes the `shortlink`."""
     status = "postmortem" if incident.status == "resolved" and incident.postmortem else incident.status
     updates = _updates(incident.id) if updates is None else updates
     monitoring = [u.created_at for u in updates if u.status == "monitoring"]
+    affected = [json.loads(u.affected_components) for u in updates]
     return {
         "id": str(incident.id), "name": incident.name, "status": status, "impact": incident.impact,
         "created_at": isoformat(incident.created_at), "updated_at": isoformat(incident.updated_at),
         "monitoring_at": isoformat(min(monitoring)) if monitoring else None,
-        "resolved_at": isoformat(incident.resolved_at),
-        "shortlink": None, "page_id": page_id, "postmortem_body": incident.postmortem,
-        "automatic": incident.automatic,
-        "incident_updates": [{"id": str(u.id), "status": u.status, "body": u.body, "incident_id": str(incident.id),
-                              "created_at": isoformat(u.created_at), "updated_at": isoformat(u.created_at),
-                              "display_at": isoformat(u.created_at),
-                              "affected_components": json.loads(u.affected_components)}
-                             for u in updates],
+        "resolved_at": isoformat(incident.resolved_at), "started_at": isoformat(incident.created_at),
+        "shortlink": f"{base}/incidents/{incident.id}" if base else None, "page_id": page_id,
+        "postmortem_body": incident.postmortem, "automatic": incident.automatic,
+        "incident_updates": [_describe_update(incident, update, items) for update, items in zip(updates, affected)],
+        "components": affected_objects([item for items in reversed(affected) for item in items], components),
     }
+
+
+def _describe_update(incident: Incident, update: IncidentUpdate, affected: list[dict]) -> dict:
+    return {"id": str(update.id), "status": update.status, "body": update.body, "incident_id": str(incident.id),
+            "created_at": isoformat(update.created_at), "updated_at": isoformat(update.created_at),
+            "display_at": isoformat(update.created_at), "affected_components": affected,
+            "deliver_notifications": True, "custom_tweet": None, "tweet_id": None}
+
+
+def affected_objects(items: list[dict], components: dict[str, dict] | None) -> list[dict]:
+    """Each affected component once, in the order first declared: its full public object when
+    `components` holds it, else {id, name}."""
+    seen: dict[str, dict] = {}
+    for item in items:
+        code = item.get("code") or item.get("id")
+        if code not in seen:
+            full = (components or {}).get(code)
+            seen[code] = full if full is not None else {"id": code, "name": item.get("name", code)}
+    return list(seen.values())
 
 
 def describe_for_operators(incident: Incident, page_id: str) -> dict:
@@ -183,14 +205,15 @@ def describe_for_operators(incident: Incident, page_id: str) -> dict:
     return {**describe(incident, page_id), "alert_rule": incident.alert_rule}
 
 
-def describe_all(incidents: list[Incident], page_id: str) -> list[dict]:
+def describe_all(incidents: list[Incident], page_id: str, components: dict[str, dict] | None = None,
+                 base: str | None = None) -> list[dict]:
     """Several incidents, their updates read in one query rather than one per incident."""
     by_incident: dict[int, list[IncidentUpdate]] = {i.id: [] for i in incidents}
     if incidents:
         for update in db.session.execute(select(IncidentUpdate).where(IncidentUpdate.incident_id.in_(list(by_incident)))
                                          .order_by(IncidentUpdate.id.desc())).scalars():
             by_incident[update.incident_id].append(update)
-    return [describe(incident, page_id, by_incident[incident.id]) for incident in incidents]
+    return [describe(incident, page_id, by_incident[incident.id], components, base) for incident in incidents]
 
 
 RESOLVED_TEXT = "This incident has been resolved and the service is operating normally."

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..timeutil import as_utc, isoformat, utcnow
-from .incidents import IncidentError
+from .incidents import IncidentError, affected_objects
 from .models import Maintenance
 
 MAX_WINDOW = timedelta(days=7)
@@ -76,11 +76,48 @@ def listing(kind: str, now: datetime) -> list[Maintenance]:
     return list(db.session.execute(query).scalars())
 
 
-def describe(row: Maintenance, config, page_id: str, now: datetime) -> dict:
+# What Statuspage posts when a window starts and ends by itself.
+STARTED_TEXT = "Scheduled maintenance is currently in progress. We will provide updates as necessary."
+COMPLETED_TEXT = "The scheduled maintenance has been completed."
+
+
+def describe(row: Maintenance, config, page_id: str, now: datetime, components: dict[str, dict] | None = None,
+             base: str | None = None) -> dict:
+    """A scheduled maintenance as Statuspage shows it. Its updates follow the clock: `scheduled`
+    (the announcement) when it was created, `in_progress` at the window's start, `completed` at its
+    end or cancellation. `components` and `base` as for incidents.describe."""
     names = {c.id: c.name for c in config.components}
     status = maintenance_status(row, now)
+    ended = _ended_at(row) if status == "completed" else None
     return {"id": str(row.id), "name": row.name, "status": status, "impact": "maintenance",
             "scheduled_for": isoformat(row.scheduled_for), "scheduled_until": isoformat(row.scheduled_until),
-            "created_at": isoformat(row.created_at), "updated_at": isoformat(row.created_at),
-            "page_id": page_id, "body": row.body,
-            "components": [{"id": c, "name": names.get(c, c)} for c in json.loads(row.components)]}
+            "created_at": isoformat(row.created_at), "updated_at": isoformat(ended or _last_change(row, now)),
+            "monitoring_at": None, "resolved_at": isoformat(ended), "started_at": isoformat(row.scheduled_for),
+            "shortlink": f"{base}/status" if base else None, "page_id": page_id, "body": row.body,
+            "incident_updates": _updates(row, status, ended),
+            "components": affected_objects([{"id": c, "name": names.get(c, c)} for c in json.loads(row.components)],
+                                           components)}
+
+
+def _ended_at(row: Maintenance) -> datetime:
+    if row.cancelled_at is not None and as_utc(row.cancelled_at) < as_utc(row.scheduled_until):
+        return as_utc(row.cancelled_at)
+    return as_utc(row.scheduled_until)
+
+
+def _last_change(row: Maintenance, now: datetime) -> datetime:
+    return as_utc(row.scheduled_for) if now >= as_utc(row.scheduled_for) else as_utc(row.created_at)
+
+
+def _updates(row: Maintenance, status: str, ended: datetime | None) -> list[dict]:
+    """Newest first, as incidents' updates are."""
+    steps = [("scheduled", row.body, as_utc(row.created_at))]
+    if status != "scheduled" and (ended is None or ended > as_utc(row.scheduled_for)):
+        steps.append(("in_progress", STARTED_TEXT, as_utc(row.scheduled_for)))
+    if ended is not None:
+        steps.append(("completed", "This maintenance was cancelled." if row.cancelled_at is not None
+                      and as_utc(row.cancelled_at) < as_utc(row.scheduled_until) else COMPLETED_TEXT, ended))
+    return [{"id": f"{row.id}-{step}", "status": step, "body": body, "incident_id": str(row.id),
+             "created_at": isoformat(at), "updated_at": isoformat(at), "display_at": isoformat(at),
+             "affected_components": [], "deliver_notifications": True, "custom_tweet": None, "tweet_id": None}
+            for step, body, at in reversed(steps)]

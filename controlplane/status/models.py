@@ -111,3 +111,16 @@ class StatusNotification(db.Model):
 
     __table_args__ = (UniqueConstraint("subscriber_id", "event_id", name="uq_status_notifications_once"),
                       Index("ix_status_notifications_due", "state", "next_attempt_at"))
+
+
+class ComponentRecord(db.Model):
+    """What the page remembers of each component and group (checks.yaml holds the rest): when it
+    first appeared and when its status last changed, the `created_at`/`updated_at` that
+    Statuspage clients read (they must not move with every request)."""
+
+    __tablename__ = "status_components"
+
+    id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    status: Mapped[str] = mapped_column(String(24), nullable=False)
+    created_at = mapped_column(UTCDateTime, nullable=False)
+    updated_at = mapped_column(UTCDateTime, nullable=False)

@@ -2,19 +2,34 @@
 
 Public (no key), cacheable: each answer carries an ETag and Last-Modified (the newest check
 result behind it) and answers 304 to a matching If-None-Match or If-Modified-Since.
+
+Absolute links (page.url, shortlinks, feed links) come from STATUS_PAGE_URL only, never from the
+request's Host: answers are cached by path and shared by every visitor, so one request with a
+forged Host would otherwise point everyone's links at the forger's site.
 """
 from __future__ import annotations
 
 import json
+import logging
 import re
 
 from flask import Blueprint, Response, current_app, request
 
-from ..timeutil import utcnow
+from ..gateway.params import require_int
+from ..timeutil import isoformat, utcnow
 from .cache import cached
-from .components import DESCRIPTIONS, component_statuses, page_indicator, recent_traffic
+from .components import DESCRIPTIONS, component_statuses, page_indicator, recent_traffic, remember
+from .subscribers import public_url
 
 bp = Blueprint("status", __name__)
+log = logging.getLogger("controlplane.status")
+
+
+def warn_without_public_url(settings) -> None:
+    """Outside development, links without STATUS_PAGE_URL point at the development address."""
+    if settings.status_page_url is None and settings.env != "development":
+        log.warning("STATUS_PAGE_URL is not set: the status feeds, summary.json and subscriber mail link to %s; "
+                    "set STATUS_PAGE_URL to the page's public address", public_url(settings))
 
 
 def _json_error(exc):
@@ -41,7 +56,7 @@ def _slug(text: str) -> str:
 def _page(updated_at) -> dict:
     settings = current_app.extensions["controlplane.settings"]
     return {"id": settings.status_page_id, "name": settings.status_page_name,
-            "url": settings.status_page_url or request.host_url.rstrip("/"), "time_zone": "Etc/UTC",
+            "url": public_url(settings), "time_zone": "Etc/UTC",
             "updated_at": updated_at.isoformat()}
 
 
@@ -58,25 +73,45 @@ def current_statuses():
     return statuses, updated
 
 
-def _components_json(statuses, updated) -> list[dict]:
+def _components_json(statuses) -> list[dict]:
+    """Statuspage component objects: each component in checks.yaml order, then each group (its
+    worst member's status, `components` naming the members). Times are the stored ones."""
     page_id = current_app.extensions["controlplane.settings"].status_page_id
-    out, groups = [], {}
-    for position, status in enumerate(statuses, start=1):
-        group_id = f"group-{_slug(status.group)}" if status.group else None
-        if group_id:
-            groups.setdefault(group_id, (status.group, []))[1].append(status)
-        out.append({"id": status.id, "name": status.name, "status": status.status,
-                    "created_at": updated.isoformat(), "updated_at": (status.updated_at or updated).isoformat(),
-                    "position": position, "description": status.description or None, "showcase": True,
-                    "start_date": None, "group_id": group_id, "page_id": page_id, "group": False,
-                    "only_show_if_degraded": False})
+    groups: dict[str, tuple[str, list]] = {}
+    for status in statuses:
+        if status.group:
+            groups.setdefault(_group_id(status.group), (status.group, []))[1].append(status)
+    group_status = {gid: max(members, key=lambda s: GROUP_ORDER.index(s.status)).status
+                    for gid, (_, members) in groups.items()}
+    stamps = remember({**{s.id: s.status for s in statuses}, **group_status}, utcnow())
+    out = [_component_object(page_id, position, status.id, status.name, status.status, stamps[status.id],
+                             description=status.description or None, showcase=True,
+                             group_id=_group_id(status.group) if status.group else None)
+           for position, status in enumerate(statuses, start=1)]
     for position, (group_id, (name, members)) in enumerate(groups.items(), start=len(out) + 1):
-        worst = max(members, key=lambda s: GROUP_ORDER.index(s.status))
-        out.append({"id": group_id, "name": name, "status": worst.status, "created_at": updated.isoformat(),
-                    "updated_at": updated.isoformat(), "position": position, "description": None,
-                    "showcase": False, "start_date": None, "group_id": None, "page_id": page_id, "group": True,
-                    "only_show_if_degraded": False, "components": [m.id for m in members]})
+        out.append({**_component_object(page_id, position, group_id, name, group_status[group_id], stamps[group_id]),
+                    "group": True, "components": [m.id for m in members]})
     return out
+
+
+def _group_id(group: str) -> str:
+    return f"group-{_slug(group)}"
+
+
+def _component_object(page_id, position: int, component_id: str, name: str, status: str, stamps, *,
+                      description=None, showcase: bool = False, group_id=None) -> dict:
+    return {"id": component_id, "name": name, "status": status, "created_at": isoformat(stamps.created_at),
+            "updated_at": isoformat(stamps.updated_at), "position": position, "description": description,
+            "showcase": showcase, "start_date": stamps.created_at.date().isoformat(), "group_id": group_id,
+            "page_id": page_id, "group": False, "only_show_if_degraded": False}
+
+
+def _by_id(components: list[dict]) -> dict[str, dict]:
+    return {c["id"]: c for c in components}
+
+
+def _base() -> str:
+    return public_url(current_app.extensions["controlplane.settings"])
 
 
 def public(response: Response) -> Response:
@@ -108,10 +143,10 @@ def status_json():
 @cached
 def components_json():
     statuses, updated = current_statuses()
-    return _cacheable({"page": _page(updated), "components": _components_json(statuses, updated)}, updated)
+    return _cacheable({"page": _page(updated), "components": _components_json(statuses)}, updated)
 
 
-def _incidents(unresolved_only: bool) -> list[dict]:
+def _incidents(unresolved_only: bool, components: list[dict]) -> list[dict]:
     from sqlalchemy import select
 
     from ..extensions import db
@@ -122,7 +157,7 @@ def _incidents(unresolved_only: bool) -> list[dict]:
     if unresolved_only:
         query = query.where(Incident.status != "resolved")
     page_id = current_app.extensions["controlplane.settings"].status_page_id
-    return describe_all(list(db.session.execute(query).scalars()), page_id)
+    return describe_all(list(db.session.execute(query).scalars()), page_id, _by_id(components), _base())
 
 
 def _newest(updated, incidents: list[dict]):
@@ -137,26 +172,30 @@ def _newest(updated, incidents: list[dict]):
 def summary_json():
     statuses, updated = current_statuses()
     indicator = page_indicator(statuses)
-    incidents = _incidents(unresolved_only=True)
+    components = _components_json(statuses)
+    incidents = _incidents(unresolved_only=True, components=components)
     updated = _newest(updated, incidents)
-    maintenances = _maintenances("active") + _maintenances("upcoming")
+    maintenances = _maintenances("active", components) + _maintenances("upcoming", components)
     return _cacheable({"page": _page(updated), "status": {"indicator": indicator, "description": DESCRIPTIONS[indicator]},
-                       "components": _components_json(statuses, updated), "incidents": incidents,
+                       "components": components, "incidents": incidents,
                        "scheduled_maintenances": maintenances}, updated)
 
 
-def _maintenances(kind: str) -> list[dict]:
+def _maintenances(kind: str, components: list[dict] | None = None) -> list[dict]:
+    """Scheduled maintenances of `kind`; with `components`, each carries the full objects it covers."""
     from .maintenance import describe, listing
 
     now = utcnow()
     config = current_app.extensions["controlplane.health"].config
     page_id = current_app.extensions["controlplane.settings"].status_page_id
-    return [describe(row, config, page_id, now) for row in listing(kind, now)]
+    by_id = None if components is None else _by_id(components)
+    return [describe(row, config, page_id, now, by_id, _base()) for row in listing(kind, now)]
 
 
 def _maintenance_list(kind: str) -> Response:
-    _, updated = current_statuses()
-    return _cacheable({"page": _page(updated), "scheduled_maintenances": _maintenances(kind)}, updated)
+    statuses, updated = current_statuses()
+    maintenances = _maintenances(kind, _components_json(statuses))
+    return _cacheable({"page": _page(updated), "scheduled_maintenances": maintenances}, updated)
 
 
 @bp.get("/api/v2/scheduled-maintenances.json")
@@ -178,8 +217,8 @@ def active_maintenances_json():
 
 
 def _incident_list(unresolved_only: bool) -> Response:
-    _, updated = current_statuses()
-    incidents = _incidents(unresolved_only)
+    statuses, updated = current_statuses()
+    incidents = _incidents(unresolved_only, _components_json(statuses))
     updated = _newest(updated, incidents)
     return _cacheable({"page": _page(updated), "incidents": incidents}, updated)
 
@@ -198,9 +237,9 @@ def unresolved_incidents_json():
 
 def _feed(render, mimetype: str) -> Response:
     statuses, updated = current_statuses()
-    incidents = _incidents(unresolved_only=False)
+    incidents = _incidents(unresolved_only=False, components=_components_json(statuses))
     updated = _newest(updated, incidents)
-    base = request.host_url.rstrip("/")
+    base = _base()
     return _cacheable(render(_page(updated), incidents, base), updated, mimetype)
 
 
@@ -242,15 +281,12 @@ def status_badge(component_id: str):
 @bp.get("/badges/<component_id>/uptime.svg")
 @cached
 def uptime_badge(component_id: str):
-    from ..gateway.envelope import GatewayError
     from .feeds import UPTIME_COLORS, badge
     from .history import component_uptime, uptime_grade, uptime_label
 
     status, updated = _component(component_id)
-    days = request.args.get("days", "30")
-    if not days.isdigit() or not 1 <= int(days) <= 90:
-        raise GatewayError("InvalidPeriod", "days must be a whole number from 1 to 90", 422)
-    share = component_uptime(current_app.extensions["controlplane.health"].config, component_id, int(days),
+    days = require_int(request.args.get("days", "30"), "days", "InvalidPeriod", minimum=1, maximum=90, status=422)
+    share = component_uptime(current_app.extensions["controlplane.health"].config, component_id, days,
                              utcnow().date())
     color = UPTIME_COLORS[uptime_grade(share)]
     return _cacheable(badge(f"uptime {days}d", uptime_label(share), color), updated, "image/svg+xml")
