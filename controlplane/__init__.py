@@ -21,9 +21,11 @@ from .backups import init_backups
 from .database import service_connect_args
 from .status import init_status
 from .gateway import init_gateway
+from .gateway.params import BoundedIntConverter
 from .health import init_health
 from .health.config import load_checks
 from .lifecycle import Lifecycle
+from .proxies import ClientAddress
 from .settings import Settings
 from .telemetry import init_telemetry
 from .telemetry.logging import configure_logging
@@ -43,6 +45,8 @@ def create_app(overrides: Mapping[str, str] | None = None, *, span_exporter=None
     checks = load_checks(settings.checks_file)
 
     app = Flask(__name__)
+    # Before any blueprint adds a rule: every `<int:...>` id is bounded to PostgreSQL's BIGINT.
+    app.url_map.converters["int"] = BoundedIntConverter
     app.config.update(
         SQLALCHEMY_DATABASE_URI=settings.database_url,
         SQLALCHEMY_ENGINE_OPTIONS=engine_options(settings),
@@ -50,6 +54,8 @@ def create_app(overrides: Mapping[str, str] | None = None, *, span_exporter=None
     )
     app.json.sort_keys = False
     app.extensions["controlplane.settings"] = settings
+    # Innermost of the WSGI wrappers, so everything inside Flask sees the client behind a proxy.
+    app.wsgi_app = ClientAddress(app.wsgi_app, settings.trusted_proxies, settings.client_address_header)
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
 
@@ -75,10 +81,12 @@ def create_app(overrides: Mapping[str, str] | None = None, *, span_exporter=None
 
 
 def engine_options(settings: Settings) -> dict:
+    # SQLAlchemy's error text would otherwise list the row's values (bodies, recipients) in logs.
+    hidden = {"hide_parameters": True}
     if settings.is_sqlite:
         # A busy timeout instead of "database is locked" when web and worker write at once.
-        return {"connect_args": {"timeout": 15}, "pool_pre_ping": True}
-    return {
+        return {**hidden, "connect_args": {"timeout": 15}, "pool_pre_ping": True}
+    return {**hidden,
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
         "pool_timeout": settings.db_pool_timeout,

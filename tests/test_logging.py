@@ -25,7 +25,8 @@ def test_logs_are_json_lines_with_request_and_trace_ids(make_app, capsys):
 
 
 def test_production_logs_warnings_and_errors_only(make_app):
-    make_app(APP_ENV="production", JWT_SECRET="j" * 40, API_KEY_SALT="s" * 40, BACKUP_ENCRYPTION_KEY="ab" * 32, LOG_LEVEL="")
+    make_app(APP_ENV="production", JWT_SECRET="j" * 40, API_KEY_SALT="s" * 40, BACKUP_ENCRYPTION_KEY="ab" * 32, LOG_LEVEL="",
+             ALLOW_DEVELOPMENT_SETTINGS="sqlite,local-backups")  # the suite's database and a temporary directory
     assert logging.getLogger().level == logging.WARNING
 
 

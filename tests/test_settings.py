@@ -6,10 +6,15 @@ STRONG = "x" * 48
 BACKUP_KEY = "ab" * 32
 
 
+# Production also refuses development storage (tests/test_production_settings.py).
+PRODUCTION_STORAGE = {"DATABASE_URL": "postgresql://app@db.internal/app", "BACKUP_STORAGE": "s3", "BACKUP_S3_BUCKET": "b"}
+
+
 def settings(tmp_path, **env):
-    outside_development = (env.get("APP_ENV") or env.get("NODE_ENV") or "development") != "development"
-    backup_key = {"BACKUP_ENCRYPTION_KEY": BACKUP_KEY} if outside_development else {}
-    return Settings.from_env({"DATA_DIR": str(tmp_path), **backup_key, **env})
+    app_env = env.get("APP_ENV") or env.get("NODE_ENV") or "development"
+    backup_key = {"BACKUP_ENCRYPTION_KEY": BACKUP_KEY} if app_env != "development" else {}
+    storage = PRODUCTION_STORAGE if app_env == "production" else {}
+    return Settings.from_env({"DATA_DIR": str(tmp_path), **backup_key, **storage, **env})
 
 
 def test_production_refuses_missing_jwt_secret_naming_it(tmp_path):
