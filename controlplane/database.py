@@ -15,6 +15,12 @@ on `psycopg2.extras.wait_select`. On a pool or leader connection, it raises `Ser
 server sends nothing for `DB_ANSWER_TIMEOUT_SECONDS`. psycopg2 closes a connection whose wait
 callback raised (`green_panic` in its green.c), so SQLAlchemy sees a disconnect and discards the
 connection instead of returning it to the pool.
+
+The same callback makes psycopg2 cooperative under gunicorn's gevent worker: without a wait
+callback, libpq blocks the whole process (every greenlet) while it waits; with one, each wait is a
+`select.poll()`, which gevent's monkey-patching (done by the worker before the app is imported)
+turns into a wait that yields to the other greenlets. So a serving process installs the callback
+even when DB_ANSWER_TIMEOUT_SECONDS is 0, then without a deadline.
 """
 from __future__ import annotations
 
@@ -69,10 +75,11 @@ def service_connect_args(settings, application_name: str) -> dict:
 
 
 def install_answer_deadline(settings) -> None:
-    """Make this process's waits on PostgreSQL end (long-running processes only; see above)."""
-    if settings.is_sqlite or not settings.db_answer_timeout:
+    """Make this process's waits on PostgreSQL end, and yield under gevent (long-running processes
+    only; see above)."""
+    if settings.is_sqlite:
         return
-    extensions.set_wait_callback(partial(wait_for_server, answer_seconds=settings.db_answer_timeout))
+    extensions.set_wait_callback(partial(wait_for_server, answer_seconds=settings.db_answer_timeout or None))
 
 
 def wait_for_server(conn, answer_seconds: float | None = None) -> None:
@@ -99,6 +106,7 @@ def _ready(fileno: int, state: int, limit: float | None) -> bool:
     """Whether the socket became ready within `limit` seconds (None: however long it takes)."""
     # poll(), not select.select(): gunicorn may hold descriptors above FD_SETSIZE; and not a
     # selectors.DefaultSelector, whose epoll costs three system calls more on every query.
+    # Looked up at each call, so a gevent-patched process gets gevent's cooperative poll.
     poller = select.poll()
     poller.register(fileno, select.POLLIN if state == extensions.POLL_READ else select.POLLOUT)
     return bool(poller.poll(None if limit is None else limit * 1000))

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
 
+from .proxies import CLIENT_ADDRESS_HEADERS, FLY_CLIENT_IP, FLY_PROXY_NETWORKS, X_FORWARDED_FOR, parse_networks
+
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +30,17 @@ MIN_SECRET_LENGTH = 32
 # DB_ANSWER_TIMEOUT_SECONDS's default is the statement timeout plus this.
 ANSWER_MARGIN_SECONDS = 5.0
 KNOWN_WEAK_SECRETS = {"secret", "changeme", "change-me", "password", "jwt_secret", "development"}
+
+
+# What production refuses unless ALLOW_DEVELOPMENT_SETTINGS names it: name -> (is it in use, what it is).
+DEVELOPMENT_SETTINGS = {
+    "sqlite": (lambda s: s.is_sqlite, "DATABASE_URL is SQLite (one file on one machine)"),
+    "sink": (lambda s: s.postal_transport == "sink", "POSTAL_TRANSPORT=sink (mail is written to SINK_DIR, not sent)"),
+    "local-backups": (lambda s: s.backup_storage == "local",
+                      "BACKUP_STORAGE=local (backups on the machine they protect; set BACKUP_STORAGE=s3)"),
+    "private-webhooks": (lambda s: s.webhook_allow_private_targets,
+                         "WEBHOOK_ALLOW_PRIVATE_TARGETS=true (webhooks may reach private addresses)"),
+}
 
 
 class SettingsError(ValueError):
@@ -118,6 +131,8 @@ def normalise_database_url(url: str) -> str:
 @dataclass(frozen=True)
 class Settings:
     env: str
+    # Development settings production accepts anyway (ALLOW_DEVELOPMENT_SETTINGS; DEVELOPMENT_SETTINGS).
+    allowed_development_settings: tuple[str, ...]
     database_url: str
     data_dir: Path
     backup_dir: Path
@@ -141,8 +156,14 @@ class Settings:
     webhook_allow_private_targets: bool
     rate_limit_burst_per_minute: int
     login_attempts_per_minute: int
+    # Peers (CIDRs) whose client-address header is believed, and that header (controlplane/proxies.py).
+    trusted_proxies: tuple[str, ...]
+    client_address_header: str
     events_poll_seconds: float
     events_stream_seconds: float
+    # Open /api/v1/events streams one web worker process admits, in all and per key (docs/reliability.md).
+    events_streams_max: int
+    events_streams_per_key: int
     jwt_ttl_seconds: int
     rate_limit_per_hour: int
     rate_limit_per_day: int
@@ -276,8 +297,9 @@ class Settings:
         if log_level not in LOG_LEVELS:
             raise SettingsError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
         backup_key, backup_previous = _backup_keys(env, app_env, data_dir, generated)
-        return cls(
+        settings = cls(
             env=app_env,
+            allowed_development_settings=_allowed_development_settings(env),
             backup_engine=env.choice("BACKUP_ENGINE", ("auto", "sqlite", "pg_logical", "pg_physical"), "auto"),
             backup_storage=env.choice("BACKUP_STORAGE", ("local", "s3"), "local"),
             backup_encryption_key=backup_key,
@@ -341,7 +363,12 @@ class Settings:
             postal_webhook_allow_unsigned=_development_only(env, "POSTAL_WEBHOOK_ALLOW_UNSIGNED", app_env),
             events_poll_seconds=env.float("EVENTS_POLL_SECONDS", 1.0, minimum=0.01),
             events_stream_seconds=env.float("EVENTS_STREAM_SECONDS", 300.0, minimum=1),
+            events_streams_max=env.int("EVENTS_STREAMS_MAX", 200, minimum=1),
+            events_streams_per_key=env.int("EVENTS_STREAMS_PER_KEY", 10, minimum=1),
             login_attempts_per_minute=env.int("LOGIN_ATTEMPTS_PER_MINUTE", 10, minimum=1),
+            trusted_proxies=_trusted_proxies(env),
+            client_address_header=env.choice("CLIENT_ADDRESS_HEADER", CLIENT_ADDRESS_HEADERS,
+                                             FLY_CLIENT_IP if env.raw("FLY_APP_NAME") else X_FORWARDED_FOR),
             jwt_ttl_seconds=env.int("JWT_TTL_SECONDS", 12 * 3600, minimum=60),
             rate_limit_burst_per_minute=env.int("RATE_LIMIT_BURST_PER_MINUTE", 120, minimum=1),
             rate_limit_per_hour=env.int("RATE_LIMIT_PER_HOUR", 2000, minimum=1),
@@ -385,6 +412,9 @@ class Settings:
             worker_metrics_port=_port(env, "WORKER_METRICS_PORT", 9091),
             generated_secrets=tuple(generated),
         )
+        if settings.is_production:
+            _refuse_development_settings(settings)
+        return settings
 
 
 def _read_app_env(env: Env) -> str:
@@ -509,6 +539,36 @@ def _time_of_day(env: Env, name: str, default: str) -> tuple[int, int]:
     except ValueError:
         raise SettingsError(f"{name} must be a UTC time of day as HH:MM, got {text!r}") from None
     return hour, minute
+
+
+def _trusted_proxies(env: Env) -> tuple[str, ...]:
+    """TRUSTED_PROXIES, else Fly's proxy network on Fly (FLY_APP_NAME is set on every Fly machine,
+    fly.io/docs/machines/runtime-environment/), else nobody: elsewhere no proxy can be assumed."""
+    text = env.str("TRUSTED_PROXIES") or (",".join(FLY_PROXY_NETWORKS) if env.raw("FLY_APP_NAME") else "")
+    try:
+        return parse_networks(text)
+    except ValueError as exc:
+        raise SettingsError(f"TRUSTED_PROXIES: {exc}") from None
+
+
+def _allowed_development_settings(env: Env) -> tuple[str, ...]:
+    names = tuple(part.strip().lower() for part in (env.str("ALLOW_DEVELOPMENT_SETTINGS") or "").split(",")
+                  if part.strip())
+    unknown = [name for name in names if name not in DEVELOPMENT_SETTINGS]
+    if unknown:
+        raise SettingsError(f"ALLOW_DEVELOPMENT_SETTINGS: unknown {', '.join(unknown)} "
+                            f"(one of {', '.join(DEVELOPMENT_SETTINGS)})")
+    return names
+
+
+def _refuse_development_settings(settings: Settings) -> None:
+    """Production starts only with production settings, unless the operator says otherwise."""
+    refused = [name for name, (in_use, _) in DEVELOPMENT_SETTINGS.items()
+               if in_use(settings) and name not in settings.allowed_development_settings]
+    if refused:
+        what = "; ".join(DEVELOPMENT_SETTINGS[name][1] for name in refused)
+        raise SettingsError(f"production refuses development settings: {what}. Change them, or accept them "
+                            f"with ALLOW_DEVELOPMENT_SETTINGS={','.join(refused)}")
 
 
 def _development_only(env: Env, name: str, app_env: str) -> bool:
