@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from ..extensions import db
 from ..gateway.auth import requires
 from ..gateway.envelope import GatewayError, failure
-from ..gateway.params import require_int
+from ..gateway.schemas import declared_query
 from .models import Event
 
 log = logging.getLogger(__name__)
@@ -158,12 +158,13 @@ def _init_streams(state) -> None:
 
 
 def _start_after() -> int:
-    value = request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or None
-    if value is None:
+    header = request.headers.get("Last-Event-ID")
+    # The header (what EventSource sends on reconnecting) stands in for the query parameter.
+    asked = declared_query({"last_event_id": header} if header else None)
+    if asked.last_event_id is None:
         # A new stream starts from now, not from the beginning of history.
         return db.session.execute(select(func.max(Event.id))).scalar_one() or 0
-    # ASCII digits within BIGINT: "³" passes str.isdigit() and breaks int(); 2**63 breaks the query.
-    return require_int(value, "Last-Event-ID", "InvalidLastEventId", minimum=0)
+    return asked.last_event_id
 
 
 def _events_after(app, key_id: int, last_id: int) -> list[tuple[int, str, str]]:

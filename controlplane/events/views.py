@@ -11,9 +11,10 @@ from ..extensions import db
 from ..gateway.auth import requires
 from ..gateway.envelope import GatewayError, failure, start_timer, success
 from ..gateway.params import parse_int, request_params
+from ..gateway.schemas import WEBHOOK_NAME_MAX_LENGTH, NewWebhook, WebhookTest, declared_params
 from ..outbound import http_client
 from ..timeutil import isoformat, utcnow
-from .models import EVENT_TYPES, Webhook
+from .models import Webhook
 from .sender import deliver
 from .ssrf import UnsafeTarget, check_url
 
@@ -47,14 +48,10 @@ def _checked_url(url) -> str:
 @bp.post("")
 @requires("send", "read")
 def create_webhook():
-    params = request_params()
-    url = _checked_url(params.get("url"))
-    events = params.get("events") or ["*"]
-    if not isinstance(events, list) or not all(e == "*" or e in EVENT_TYPES for e in events):
-        raise GatewayError("InvalidEvents", f"events must be a list drawn from {', '.join(EVENT_TYPES)} (or '*')", 422)
-    name = params.get("name") or url
-    if not isinstance(name, str) or len(name) > 120:
-        raise GatewayError("InvalidName", "name must be a string of at most 120 characters", 422)
+    declared: NewWebhook = declared_params(request_params())
+    url = _checked_url(declared.url)
+    events = declared.events or ["*"]
+    name = declared.name or url[:WEBHOOK_NAME_MAX_LENGTH]
     hook = Webhook(api_key_id=g.api_key.id, name=name, url=url, secret=secrets.token_hex(32),
                    events="*" if "*" in events else ",".join(events), enabled=True, failure_streak=0,
                    created_at=utcnow())
@@ -87,8 +84,7 @@ def delete_webhook(hook_id: int):
 def test_webhook():
     """Send a signed `webhook.test` event now. `{}` (what the Node CLI sends) tests every webhook
     the calling key registered; `{"id": ...}` one of them; `{"url", "secret"?}` any URL."""
-    params = request_params()
-    targets = _test_targets(params)
+    targets = _test_targets(declared_params(request_params()))
     settings = current_app.extensions["controlplane.settings"]
     now = int(utcnow().timestamp())
     body = json.dumps({"id": "test", "type": "webhook.test", "timestamp": now,
@@ -104,16 +100,13 @@ def test_webhook():
     return success({**summary, **results[0]} if len(results) == 1 else summary)
 
 
-def _test_targets(params: dict) -> list[tuple[str | None, str, str]]:
+def _test_targets(declared: WebhookTest) -> list[tuple[str | None, str, str]]:
     """(webhook id, url, secret) of each webhook the test goes to."""
-    if params.get("id") is not None:
-        hook = _own(_webhook_id(params["id"]))
+    if declared.id is not None:
+        hook = _own(_webhook_id(declared.id))
         return [(str(hook.id), hook.url, hook.secret)]
-    if params.get("url") is not None:
-        secret = params.get("secret") or ""
-        if not isinstance(secret, str) or len(secret) > 128:
-            raise GatewayError("InvalidSecret", "secret must be a string of at most 128 characters", 422)
-        return [(None, _checked_url(params["url"]), secret)]
+    if declared.url is not None:
+        return [(None, _checked_url(declared.url), declared.secret or "")]
     hooks = db.session.execute(
         select(Webhook).where(Webhook.api_key_id == g.api_key.id, Webhook.deleted_at.is_(None)).order_by(Webhook.id)
     ).scalars().all()
@@ -123,10 +116,8 @@ def _test_targets(params: dict) -> list[tuple[str | None, str, str]]:
     return [(str(hook.id), hook.url, hook.secret) for hook in hooks]
 
 
-def _webhook_id(value) -> int:
-    """A webhook id as the clients send it: a string of digits ("7") or a JSON integer."""
-    if not isinstance(value, (str, int)) or isinstance(value, bool):
-        raise GatewayError("InvalidWebhookId", "id must be a webhook id (a string such as \"7\")", 422)
+def _webhook_id(value: str | int) -> int:
+    """A webhook id as the clients send it (declared a string or a JSON integer): digits, or no webhook."""
     number = parse_int(value)
     if number is None or number < 1:
         raise GatewayError("WebhookNotFound", f"No webhook with id {str(value)[:64]!r}", 404)

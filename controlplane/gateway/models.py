@@ -6,6 +6,8 @@ from ..dbtypes import BigIntPK, UTCDateTime
 from ..extensions import db
 
 SCOPES = ("send", "read", "admin")
+MESSAGE_STATES = ("queued", "scheduled", "sending", "retrying", "sent", "delivered", "delayed", "bounced", "held",
+                  "failed", "cancelled")  # messages.state
 
 
 class ApiKey(db.Model):

@@ -9,7 +9,7 @@ from ..extensions import db
 from ..timeutil import utcnow
 from .envelope import GatewayError
 from .models import Message, UsageDay
-from .params import require_int
+from .schemas import UsageQuery
 
 # Which current states count as reaching each outcome.
 OUTCOMES = {
@@ -48,26 +48,17 @@ def roll_up(days: int = 2) -> int:
     return len(rows)
 
 
-def _parse_day(value: str | None, default: date) -> date:
-    if not value:
-        return default
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise GatewayError("InvalidDate", f"dates are YYYY-MM-DD, got {value!r}", 400) from None
-
-
-def usage_report(principal, args) -> dict:
+def usage_report(principal, asked: UsageQuery) -> dict:
     today = utcnow().date()
-    first = _parse_day(args.get("from"), today - timedelta(days=29))
-    last = _parse_day(args.get("to"), today)
+    first = asked.from_ or today - timedelta(days=29)
+    last = asked.to or today
     if first > last:
         raise GatewayError("InvalidDate", "from must not be after to", 400)
     query = select(UsageDay).where(UsageDay.day >= first, UsageDay.day <= last)
     if principal.id is not None and not principal.scope_set & {"admin", "read"}:
         query = query.where(UsageDay.api_key_id == principal.id)
-    elif args.get("key_id"):
-        query = query.where(UsageDay.api_key_id == require_int(args["key_id"], "key_id", "InvalidKeyId", minimum=1))
+    elif asked.key_id is not None:
+        query = query.where(UsageDay.api_key_id == asked.key_id)
     rows = db.session.execute(query.order_by(UsageDay.day, UsageDay.api_key_id)).scalars().all()
     fields = ("accepted", "sent", "delivered", "bounced", "failed")
     days = [{"day": r.day.isoformat(), "key_id": r.api_key_id, **{f: getattr(r, f) for f in fields}} for r in rows]

@@ -17,7 +17,7 @@ from .keys import KeyError_, audit, create_key, describe_key, revoke_key
 from .models import ApiKey, User
 from .params import parse_int, request_params
 from .reading import POSTAL_ONLY, find_message, find_message_for_postal, flat, postal_view, requested_expansions
-from .schemas import declared_params
+from .schemas import declared_params, declared_query
 from .sending import accept, idempotency_key, normalise_message, normalise_raw
 
 POSTAL_METHODS = ["GET", "POST", "PATCH", "PUT"]
@@ -40,13 +40,13 @@ def key_error(exc: KeyError_):
 @bp.post("/credentials")
 @requires("admin", allow_users=True)
 def create_credential():
-    params = request_params()
+    declared = declared_params(request_params())
     new = create_key(
         current_app.extensions["controlplane.settings"],
-        name=params.get("name"), scopes=params.get("scopes", ["send"]),
-        allowed_from_domains=params.get("allowed_from_domains"), default_sender=params.get("default_sender"),
-        allowed_ips=params.get("allowed_ips"), rate_limits=params.get("rate_limits"),
-        monthly_quota=params.get("monthly_quota"), actor=actor(), source_ip=request.remote_addr,
+        name=declared.name, scopes=declared.scopes, allowed_from_domains=declared.allowed_from_domains,
+        default_sender=declared.default_sender, allowed_ips=declared.allowed_ips,
+        rate_limits=declared.rate_limits.model_dump() if declared.rate_limits else None,
+        monthly_quota=declared.monthly_quota, actor=actor(), source_ip=request.remote_addr,
     )
     # The key is in this response and nowhere else, ever.
     return success({**describe_key(new.row), "key": new.key}, status=201)
@@ -126,16 +126,6 @@ def _postal():
     return current_app.extensions["controlplane.postal"]
 
 
-def _required_id(params: dict):
-    if params.get("id") in (None, ""):
-        raise GatewayError("ParameterError", "`id` parameter is required but is missing", 422,
-                           envelope_status="parameter-error")
-    if isinstance(params["id"], bool) or not isinstance(params["id"], (str, int)):
-        raise GatewayError("ParameterError", "`id` must be a string or an integer", 422,
-                           envelope_status="parameter-error")
-    return params["id"]
-
-
 def _ask_postal(path: str, params: dict):
     from ..postal import PostalRejected, PostalUnavailable
 
@@ -153,10 +143,9 @@ def _ask_postal(path: str, params: dict):
 @bp.route("/messages/message", methods=POSTAL_METHODS)
 @requires("send", "read", allow_users=True)
 def postal_message():
-    params = request_params()
-    identifier = _required_id(params)
-    message, recipient = find_message_for_postal(identifier, g.principal)
-    expansions = requested_expansions(params.get("_expansions"))
+    declared = declared_params(request_params())
+    message, recipient = find_message_for_postal(declared.id, g.principal)
+    expansions = requested_expansions(declared.expansions)
     view = postal_view(message, recipient, expansions)
     wanted_from_postal = [e for e in expansions if e in POSTAL_ONLY]
     postal_id = recipient.postal_id
@@ -171,8 +160,8 @@ def postal_message():
 @bp.route("/messages/deliveries", methods=POSTAL_METHODS)
 @requires("send", "read", allow_users=True)
 def postal_deliveries():
-    params = request_params()
-    message, recipient = find_message_for_postal(_required_id(params), g.principal)
+    declared = declared_params(request_params())
+    message, recipient = find_message_for_postal(declared.id, g.principal)
     postal_id = recipient.postal_id
     # Delivery attempts to remote servers are known only to Postal.
     deliveries = _ask_postal("/api/v1/messages/deliveries", {"id": postal_id}) if postal_id else None
@@ -190,8 +179,8 @@ def delete_message():
     from ..timeutil import utcnow
     from .models import Message
 
-    params = request_params()
-    message, _ = find_message(_required_id(params), g.api_key)
+    declared = declared_params(request_params())
+    message, _ = find_message(declared.id, g.api_key)
     # A conditional update, so a worker claiming the row at this moment cannot also send it.
     cancelled = db.session.execute(
         update(Message).where(Message.id == message.id, Message.state.in_(CANCELLABLE))
@@ -211,7 +200,7 @@ def delete_message():
 def list_messages():
     from .listing import list_page
 
-    page = list_page(g.principal, request.args)
+    page = list_page(g.principal, declared_query())
     return success(page)
 
 
@@ -221,10 +210,8 @@ def login():
     from .users import check_password, issue_token
 
     settings = current_app.extensions["controlplane.settings"]
-    params = request_params()
-    email, password = params.get("email"), params.get("password")
-    if not isinstance(email, str) or not isinstance(password, str):
-        raise GatewayError("ParameterError", "email and password are required", 422, envelope_status="parameter-error")
+    declared = declared_params(request_params())
+    email, password = declared.email, declared.password
     user = db.session.execute(select(User).where(User.email == email.strip().lower())).scalar_one_or_none()
     # Hash even for an unknown email, so timing does not reveal which emails exist.
     valid = check_password(password, user.password_hash if user else _dummy_hash()) and user is not None
@@ -252,7 +239,7 @@ def _dummy_hash() -> str:
 def usage():
     from .usage import usage_report
 
-    return success(usage_report(g.principal, request.args))
+    return success(usage_report(g.principal, declared_query()))
 
 
 @bp.get("/inbound")
