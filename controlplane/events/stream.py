@@ -195,7 +195,10 @@ def _sse(app, key_id: int, last_id: int, streams: EventStreams, settings, lifecy
                 continue
             # Streams read only when the watch wakes them: 500 streams reading on their own would
             # queue the API behind their reads for the pool's connections.
-            woken = wake.wait(min(remaining, KEEPALIVE_SECONDS))
+            wake.wait(min(remaining, KEEPALIVE_SECONDS))
+            # Read the flag, not wait()'s answer: a wake-up set just after the wait timed out
+            # would otherwise be cleared unread and the events would wait for the next one.
+            woken = wake.is_set()
             wake.clear()
             rows = _events_after(app, key_id, last_id) if woken and not lifecycle.draining else []
             if not woken:

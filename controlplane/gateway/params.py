@@ -98,10 +98,6 @@ def refuse_unstorable_text(params) -> None:
             pending.extend((f"{where}[{index}]", value) for index, value in enumerate(item))
 
 
-def has_unstorable_text(text: str) -> bool:
-    return bool(_UNSTORABLE.search(text))
-
-
 def parse_int(value) -> int | None:
     """`value` as a BIGINT when it is a JSON integer or a string of ASCII digits, else None.
 
